@@ -1,0 +1,8 @@
+"""ember: Keras-grade define / train / deploy / serve for any PyTorch model."""
+from ember import callbacks, config, layers
+from ember.define import Model, Sequential, Summary, wrap
+from ember.deploy.saving import load_model as load
+from ember.seeding import seed
+
+__version__ = "0.1.0"
+__all__ = ["Model", "Sequential", "Summary", "callbacks", "config", "layers", "load", "seed", "wrap"]

@@ -1,0 +1,112 @@
+"""`Layer`: a torch module that builds its parameters once it knows its input shape.
+
+Shapes in ember exclude the batch axis: `Conv2D(..., input_shape=(1, 28, 28))`.
+A layer is built either by `Sequential` at construction (the input shape is given
+once, on the first layer) or lazily on its first call when used inside a plain
+`nn.Module`.
+"""
+import torch
+from torch import nn
+
+from ember.config import normalize_data_format
+from ember.define.config_record import record_init_arguments
+from ember.define.errors import ShapeError
+
+
+class Layer(nn.Module):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        record_init_arguments(cls)
+
+    def __init__(self, *, input_shape=None, name=None):
+        super().__init__()
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.name = name
+        self.built = False
+        self.output_shape = None
+
+    # --- building -------------------------------------------------------------
+    def build(self, input_shape: tuple) -> None:
+        """Create parameters for inputs of `input_shape` (no batch axis). Override if needed."""
+
+    def build_for(self, input_shape) -> tuple:
+        """Build for `input_shape` and return the output shape (no batch axis)."""
+        input_shape = tuple(input_shape)
+        if not self.built:
+            self.check_input_shape(input_shape)
+            self.build(input_shape)
+            self.built = True
+            self.input_shape = input_shape
+        self.output_shape = tuple(self.compute_output_shape(input_shape))
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        from ember.define.shapes import infer_output_shape
+
+        return infer_output_shape(self, input_shape)
+
+    def __call__(self, x, *args, **kwargs):
+        if not self.built and isinstance(x, torch.Tensor):
+            self.build_for(tuple(x.shape[1:]))
+        return super().__call__(x, *args, **kwargs)
+
+    # --- checks ---------------------------------------------------------------
+    def check_input_shape(self, input_shape: tuple) -> None:
+        """Raise ShapeError when `input_shape` cannot be this layer's input. Override."""
+
+    def shape_error(self, expected, received) -> ShapeError:
+        return ShapeError(self.name or type(self).__name__, type(self).__name__, expected, received)
+
+    def get_config(self) -> dict:
+        """The constructor arguments, JSON-serialisable, to rebuild this layer."""
+        config = dict(getattr(self, "_init_arguments", None) or {})
+        config["name"] = self.name
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        return config
+
+    def extra_repr(self) -> str:
+        shown = {k: v for k, v in (getattr(self, "_init_arguments", None) or {}).items() if k != "name"}
+        return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+class ImageLayer(Layer):
+    """A layer whose channel axis depends on `data_format`.
+
+    With "channels_last" the layer takes and returns NHWC tensors (Keras' layout) but
+    computes in PyTorch's NCHW order through `permute`, which is a free view: the
+    activations then sit in the channels_last memory format that the CPU and GPU
+    convolution kernels run fastest on.
+    """
+
+    spatial_dims = 2
+
+    def __init__(self, *, data_format=None, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.data_format = normalize_data_format(data_format)
+        self.channels_last = self.data_format == "channels_last"
+
+    def channels(self, input_shape) -> int:
+        return input_shape[-1] if self.channels_last else input_shape[0]
+
+    def to_channels_first(self, x):
+        if not self.channels_last:
+            return x
+        return x.movedim(-1, 1)
+
+    def from_channels_first(self, y):
+        if not self.channels_last:
+            return y
+        return y.movedim(1, -1)
+
+    def check_input_shape(self, input_shape):
+        rank = self.spatial_dims + 1
+        if len(input_shape) != rank:
+            layout = ("H, W" if self.spatial_dims == 2 else "L")
+            expected = f"(batch, {layout}, channels)" if self.channels_last else f"(batch, channels, {layout})"
+            raise self.shape_error(expected, ("batch",) + tuple(input_shape))
+
+    def get_config(self):
+        config = super().get_config()
+        config["data_format"] = self.data_format
+        return config

@@ -1,0 +1,135 @@
+"""Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape, Embedding."""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ember.define import activations
+from ember.define.layers.base import Layer
+
+
+class Input(Layer):
+    """Declares the input shape (without batch axis) of a `Sequential`; computes nothing."""
+
+    def __init__(self, shape, name=None, dtype="float32"):
+        super().__init__(input_shape=shape, name=name)
+        self.dtype = dtype
+
+    def forward(self, x):
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class Dense(Layer):
+    """`activation(x @ kernel + bias)` on the last axis; `in_features` is inferred."""
+
+    def __init__(self, units, activation=None, use_bias=True, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.units = int(units)
+        self.use_bias = use_bias
+        self.activation = activations.get(activation)
+
+    def check_input_shape(self, input_shape):
+        if len(input_shape) < 1 or input_shape[-1] is None:
+            raise self.shape_error("(batch, ..., features)", ("batch",) + tuple(input_shape))
+
+    def build(self, input_shape):
+        self.in_features = int(input_shape[-1])
+        self.weight = nn.Parameter(torch.empty(self.units, self.in_features))
+        nn.init.xavier_uniform_(self.weight)  # Keras' glorot_uniform
+        self.bias = nn.Parameter(torch.zeros(self.units)) if self.use_bias else None
+
+    def forward(self, x):
+        if x.shape[-1] != self.in_features:
+            raise self.shape_error(("batch", "...", self.in_features), tuple(x.shape))
+        return self.activation(F.linear(x, self.weight, self.bias))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+
+class Activation(Layer):
+    def __init__(self, activation, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.activation = activations.get(activation)
+
+    def forward(self, x):
+        return self.activation(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class ReLU(Activation):
+    def __init__(self, *, input_shape=None, name=None):
+        super().__init__("relu", input_shape=input_shape, name=name)
+
+
+class Softmax(Layer):
+    def __init__(self, axis=-1, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.axis = axis
+
+    def forward(self, x):
+        return F.softmax(x, dim=self.axis)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class Dropout(Layer):
+    def __init__(self, rate, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+
+    def forward(self, x):
+        return F.dropout(x, self.rate, self.training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class Flatten(Layer):
+    """Flattens everything but the batch axis (in the order the tensor is laid out logically)."""
+
+    def forward(self, x):
+        return x.flatten(1)
+
+    def compute_output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+
+class Reshape(Layer):
+    def __init__(self, target_shape, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.target_shape = tuple(target_shape)
+
+    def forward(self, x):
+        return x.reshape((x.shape[0],) + self.target_shape)
+
+    def compute_output_shape(self, input_shape):
+        known = math.prod(d for d in self.target_shape if d != -1)
+        return tuple(math.prod(input_shape) // known if d == -1 else d for d in self.target_shape)
+
+
+class Embedding(Layer):
+    """Integer ids of shape (batch, ...) to vectors of size `output_dim`."""
+
+    def __init__(self, input_dim, output_dim, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.weight = nn.Parameter(torch.empty(self.input_dim, self.output_dim).uniform_(-0.05, 0.05))
+        self.built = True
+
+    def forward(self, x):
+        if x.is_floating_point():
+            raise self.shape_error("integer token ids", f"a {x.dtype} tensor")
+        return F.embedding(x, self.weight)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)

@@ -1,0 +1,72 @@
+"""BatchNorm and LayerNorm with Keras' defaults (epsilon 1e-3, momentum 0.99)."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ember.config import normalize_data_format
+from ember.define.layers.base import Layer
+
+
+class BatchNorm(Layer):
+    """Normalises over the channel axis: axis 1 for channels_first images, the last axis
+    for channels_last images and for (batch, features) inputs.
+
+    `momentum` is Keras' (weight of the old running value); torch's is `1 - momentum`.
+    """
+
+    def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, *, data_format=None,
+                 input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.center, self.scale = center, scale
+        self.data_format = normalize_data_format(data_format)
+
+    def _channel_axis(self, rank):
+        return 1 if rank > 2 and self.data_format == "channels_first" else rank - 1
+
+    def build(self, input_shape):
+        n = int(input_shape[self._channel_axis(len(input_shape) + 1) - 1])
+        self.num_features = n
+        self.weight = nn.Parameter(torch.ones(n)) if self.scale else None
+        self.bias = nn.Parameter(torch.zeros(n)) if self.center else None
+        self.register_buffer("running_mean", torch.zeros(n))
+        self.register_buffer("running_var", torch.ones(n))
+
+    def forward(self, x):
+        axis = self._channel_axis(x.dim())
+        if x.shape[axis] != self.num_features:
+            raise self.shape_error(f"{self.num_features} channels on axis {axis}", tuple(x.shape))
+        moved = x.movedim(axis, 1) if axis != 1 else x
+        y = F.batch_norm(moved, self.running_mean, self.running_var, self.weight, self.bias,
+                         self.training, 1.0 - self.momentum, self.epsilon)
+        return y.movedim(1, axis) if axis != 1 else y
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+class LayerNorm(Layer):
+    def __init__(self, epsilon=1e-3, center=True, scale=True, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.epsilon, self.center, self.scale = float(epsilon), center, scale
+
+    def build(self, input_shape):
+        n = int(input_shape[-1])
+        self.normalized_shape = (n,)
+        self.weight = nn.Parameter(torch.ones(n)) if self.scale else None
+        self.bias = nn.Parameter(torch.zeros(n)) if self.center else None
+
+    def forward(self, x):
+        if x.shape[-1] != self.normalized_shape[0]:
+            raise self.shape_error(("batch", "...", self.normalized_shape[0]), tuple(x.shape))
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+BatchNormalization = BatchNorm
+LayerNormalization = LayerNorm

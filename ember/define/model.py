@@ -1,0 +1,112 @@
+"""`ember.Model`: a `torch.nn.Module` with Keras' compile / fit / evaluate / predict.
+
+Subclass it exactly like `nn.Module` (`__init__` + `forward`), or give an existing
+module the same methods with `ember.wrap(module)`. The methods are thin: training
+lives in `ember.train.trainer`, saving and export in `ember.deploy`.
+"""
+from torch import nn
+
+from ember.define.config_record import record_init_arguments
+
+
+class Model(nn.Module):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        record_init_arguments(cls)  # so ember.load() can rebuild subclassed models
+
+    # Set by compile(); a plain object so it is not registered as a sub-module.
+    compiled = None
+    stop_training = False
+
+    # --- training -------------------------------------------------------------
+    def compile(self, optimizer="adamw", loss=None, metrics=None, **options):
+        """Configure training. See `ember.train.compile.compile_config` for every option."""
+        from ember.train.compile import compile_config
+
+        self.compiled = compile_config(self, optimizer, loss, metrics, **options)
+        return self
+
+    def fit(self, x=None, y=None, **kwargs):
+        """Train; returns a `History`. See `ember.train.trainer.Trainer.fit`."""
+        return self._trainer().fit(x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs) -> dict:
+        return self._trainer().evaluate(x, y, **kwargs)
+
+    def predict(self, x, **kwargs):
+        from ember.train.trainer import Trainer
+
+        return Trainer(self, self.compiled, require_compiled=False).predict(x, **kwargs)
+
+    def _trainer(self):
+        from ember.train.trainer import Trainer
+
+        return Trainer(self, self.compiled)
+
+    @property
+    def optimizer(self):
+        return self.compiled.optimizer if self.compiled else None
+
+    # --- inspection -----------------------------------------------------------
+    def summary(self, input_shape=None, example=None, print_fn=print):
+        """Print and return a table of layers, output shapes and parameter counts."""
+        from ember.define.summary import summarize
+
+        table = summarize(self, input_shape=input_shape, example=example)
+        if print_fn:
+            print_fn(str(table))
+        return table
+
+    def count_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- saving and export ----------------------------------------------------
+    def save(self, path):
+        """Write one file: weights (safetensors), architecture and compile config (JSON)."""
+        from ember.deploy.saving import save_model
+
+        save_model(self, path)
+
+    def save_weights(self, path):
+        from ember.deploy.saving import save_weights
+
+        save_weights(self, path)
+
+    def load_weights(self, path, strict=True):
+        from ember.deploy.saving import load_weights
+
+        load_weights(self, path, strict=strict)
+        return self
+
+    def export(self, path, format="onnx", example=None, **options):
+        """Export to a deployable format and check it against this model; returns an ExportReport."""
+        from ember.deploy import export
+
+        return export(self, path, format=format, example=example, **options)
+
+
+class Wrapped(Model):
+    """Any `nn.Module` with ember's methods; it shares the module's parameters (no copy)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            # Attributes of the wrapped model (e.g. a Hugging Face model's `.config`).
+            return getattr(super().__getattr__("module"), name)
+
+
+def wrap(module: nn.Module) -> Model:
+    """Give `module` compile / fit / evaluate / predict / summary / save / export."""
+    if isinstance(module, Model):
+        return module
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"ember.wrap expects a torch.nn.Module, got {type(module).__name__}")
+    return Wrapped(module)

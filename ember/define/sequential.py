@@ -1,0 +1,113 @@
+"""`ember.Sequential`: a stack of layers whose sizes are inferred from one input shape."""
+from torch import nn
+
+from ember.define.layers.base import Layer
+from ember.define.layers.core import Input
+from ember.define.model import Model
+from ember.define.shapes import infer_output_shape
+
+
+class Sequential(Model):
+    """Keras' Sequential as a plain `nn.Module`.
+
+    The input shape (no batch axis) comes from an `Input` layer or from the first
+    layer's `input_shape=`; every later size is inferred and parameters exist as soon
+    as the model is constructed. Plain torch modules may be mixed in.
+    """
+
+    def __init__(self, layers=None, name=None):
+        super().__init__()
+        self.name = name
+        self.layers = nn.ModuleList()
+        self.input_shape = None
+        self.output_shape = None
+        self._names = {}
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer: nn.Module) -> None:
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"Sequential takes torch modules, got {type(layer).__name__}")
+        if isinstance(layer, Layer):
+            if layer.name is None:
+                layer.name = self._unique_name(_snake(type(layer).__name__))
+            if not self.layers and layer.input_shape is not None:
+                self.input_shape = tuple(layer.input_shape)
+        if isinstance(layer, Input):
+            if self.layers:
+                raise ValueError("Input must be the first layer of a Sequential")
+            self.input_shape = tuple(layer.input_shape)
+            self._input_layer = layer
+            self.output_shape = self.input_shape
+            return
+        self.layers.append(layer)
+        if self.input_shape is not None:
+            shape = self.output_shape or self.input_shape
+            self.output_shape = _build(layer, shape)
+
+    def build(self, input_shape):
+        """Build every layer for inputs of `input_shape` (no batch axis)."""
+        self.input_shape = tuple(input_shape)
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = _build(layer, shape)
+        self.output_shape = shape
+        return self
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def _unique_name(self, base):
+        count = self._names.get(base, 0)
+        self._names[base] = count + 1
+        return base if count == 0 else f"{base}_{count}"
+
+    def get_config(self) -> dict:
+        layers = []
+        for layer in self.layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"cannot describe {type(layer).__name__} as JSON: only ember layers can be saved "
+                    "as an architecture; save_weights() works for any model"
+                )
+            layers.append({"class_name": type(layer).__name__, "config": layer.get_config()})
+        return {"name": self.name, "input_shape": list(self.input_shape) if self.input_shape else None,
+                "layers": layers}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Sequential":
+        from ember.define import layers as layer_module
+
+        built = []
+        for entry in config["layers"]:
+            layer_cls = getattr(layer_module, entry["class_name"], None)
+            if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
+                raise ValueError(f"unknown layer class {entry['class_name']!r} in the saved architecture")
+            built.append(layer_cls(**entry["config"]))
+        model = cls(built, name=config.get("name"))
+        if model.input_shape is None and config.get("input_shape"):
+            model.build(config["input_shape"])
+        return model
+
+
+def _build(layer, shape):
+    if isinstance(layer, Layer):
+        return layer.build_for(shape)
+    return infer_output_shape(layer, shape)
+
+
+def _snake(name):
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and name[i - 1].islower():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)

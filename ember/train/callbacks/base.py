@@ -1,0 +1,92 @@
+"""`Callback` with Keras' hook names, and `CallbackList`, which calls them in order.
+
+Callbacks see `self.model` (the ember model) and `self.trainer` (its optimizer,
+scheduler, scaler and loop position). Batch-level `logs` are lazy: reading one syncs
+the device, so callbacks that never read them cost nothing.
+"""
+from collections.abc import Mapping
+
+
+class Callback:
+    model = None
+    trainer = None
+    params: dict = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_trainer(self, trainer):
+        self.trainer = trainer
+
+    def set_params(self, params):
+        self.params = params
+
+    # Hooks, as in Keras.
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None): ...
+    def on_train_batch_end(self, batch, logs=None): ...
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
+    def on_predict_begin(self, logs=None): ...
+    def on_predict_end(self, logs=None): ...
+    def on_predict_batch_begin(self, batch, logs=None): ...
+    def on_predict_batch_end(self, batch, logs=None): ...
+
+    # Exact resume (BackupAndRestore) saves and restores what a callback has learnt.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class LambdaCallback(Callback):
+    """Callback from functions: `LambdaCallback(on_epoch_end=lambda epoch, logs: ...)`."""
+
+    def __init__(self, **hooks):
+        for name, fn in hooks.items():
+            if not name.startswith("on_") or not hasattr(Callback, name):
+                raise ValueError(f"unknown hook {name!r}; hooks are the Callback methods named on_*")
+            setattr(self, name, fn)
+
+
+class LazyLogs(Mapping):
+    """A dict computed on first access (the first access syncs the device)."""
+
+    def __init__(self, compute):
+        self._compute, self._values = compute, None
+
+    def _get(self):
+        if self._values is None:
+            self._values = self._compute()
+        return self._values
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self):
+        return len(self._get())
+
+
+class CallbackList:
+    def __init__(self, callbacks, model, trainer, params):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            cb.set_model(model)
+            cb.set_trainer(trainer)
+            cb.set_params(params)
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+    def call(self, hook, *args):
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)

@@ -1,0 +1,58 @@
+"""Keras-like progress bar. It reads the running logs (a device sync) only when it redraws."""
+import sys
+import time
+
+from ember.train.callbacks.base import Callback
+
+
+class ProgressBar(Callback):
+    def __init__(self, verbose=1, refresh_seconds=0.25, stream=None):
+        self.verbose = verbose
+        self.refresh_seconds = refresh_seconds
+        self.stream = stream or sys.stdout
+        self.interactive = verbose == 1 and getattr(self.stream, "isatty", lambda: False)()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.last_draw = time.perf_counter()
+        self.steps = self.params.get("steps")
+        if self.verbose:
+            self._write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self.interactive and now - self.last_draw >= self.refresh_seconds:
+            self.last_draw = now
+            self._write("\r" + self._line(batch + 1, now, logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.verbose:
+            now = time.perf_counter()
+            done = self.steps or self.trainer.step_in_epoch
+            prefix = "\r" if self.interactive else ""
+            self._write(prefix + self._line(done, now, logs, final=True) + "\n")
+
+    def _line(self, done, now, logs, final=False):
+        elapsed = now - self.epoch_start
+        if self.steps:
+            width = 30
+            filled = int(width * done / self.steps)
+            bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
+            head = f"{done}/{self.steps} [{bar}]"
+        else:
+            head = f"{done} steps"
+        if final:
+            timing = f"{elapsed:.1f}s {1000 * elapsed / max(done, 1):.0f}ms/step"
+        else:
+            eta = elapsed / max(done, 1) * ((self.steps or done) - done)
+            timing = f"ETA: {eta:.0f}s"
+        values = " - ".join(f"{k}: {_fmt(v)}" for k, v in (logs or {}).items())
+        return f"{head} - {timing}" + (f" - {values}" if values else "")
+
+    def _write(self, text):
+        self.stream.write(text)
+        self.stream.flush()
+
+
+def _fmt(value):
+    return f"{value:.4f}" if isinstance(value, float) and abs(value) >= 1e-3 or value == 0 else f"{value:.4e}" \
+        if isinstance(value, float) else str(value)

@@ -1,0 +1,76 @@
+"""Turning torch's bare errors about bad data into messages that name what was expected."""
+import torch
+from torch import nn
+
+from ember.define.errors import ShapeError
+from ember.train.losses import CLASSIFICATION_LOSSES
+
+
+def explain_forward_error(model, inputs, error):
+    """Find the innermost layer that failed and say what it expected and what it got."""
+    failing = []
+
+    def pre_hook(module, args):
+        failing.append((module, args))
+
+    def post_hook(module, args, output):
+        failing.pop()
+
+    named = {m: n for n, m in model.named_modules()}
+    handles = []
+    for module in named:
+        handles.append(module.register_forward_pre_hook(pre_hook))
+        handles.append(module.register_forward_hook(post_hook))
+    try:
+        with torch.no_grad():
+            model(**inputs) if isinstance(inputs, dict) else model(inputs)
+    except Exception:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    if not failing:
+        return error
+    module, args = failing[-1]
+    received = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else "?"
+    dtype = args[0].dtype if args and isinstance(args[0], torch.Tensor) else None
+    expected = _expected_input(module)
+    name = named.get(module) or type(module).__name__
+    detail = str(error).splitlines()[0]
+    if dtype is not None and ("dtype" in detail or "scalar type" in detail or "expected" in detail.lower()
+                              and "Long" in detail):
+        detail += f" (input dtype {dtype})"
+    return ShapeError(name, type(module).__name__, expected, received, detail)
+
+
+def _expected_input(module):
+    if isinstance(module, nn.Linear):
+        return ("batch", "...", module.in_features)
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        spatial = ("L",) if isinstance(module, nn.Conv1d) else ("H", "W") if isinstance(module, nn.Conv2d) else ("D", "H", "W")
+        return ("batch", module.in_channels) + spatial
+    if isinstance(module, nn.Embedding):
+        return "integer ids < %d" % module.num_embeddings
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return ("batch", module.num_features, "...")
+    return getattr(module, "input_shape", None) or "?"
+
+
+def check_targets(outputs, targets, compiled, data=None):
+    """Once, on the first batch: labels must be valid class indices for the model's outputs."""
+    if targets is None or compiled is None or compiled.loss_name not in CLASSIFICATION_LOSSES:
+        return
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() < 2:
+        return
+    if targets.is_floating_point():
+        if outputs.shape == targets.shape:
+            return  # class probabilities as targets
+        raise ValueError(f"{compiled.loss_name} expects integer class labels, got {targets.dtype} targets "
+                         f"of shape {tuple(targets.shape)}")
+    num_classes = outputs.shape[-1]
+    all_targets = getattr(data, "targets", None)
+    checked = all_targets if isinstance(all_targets, torch.Tensor) else targets
+    low, high = int(checked.min()), int(checked.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes}) for a model with {num_classes} outputs, "
+                         f"got labels from {low} to {high}")

@@ -1,0 +1,298 @@
+"""fit / evaluate / predict. The training step is `Trainer.train_step`, the only one in ember.
+
+One batch travels: `Model.fit` -> `Trainer.fit` (epoch loop, callbacks) ->
+`Trainer.train_step` (autocast -> forward -> loss -> scaled backward -> unscale ->
+clip -> optimizer step -> zero_grad -> per-batch LR step). Precision, gradient
+accumulation and the distributed strategy's gradient sync are visible in that one
+function; nothing else overrides it.
+
+Loss and metrics accumulate on the device and are read (one sync) only when the
+progress bar redraws, when a callback reads batch logs, and at the end of an epoch.
+"""
+import contextlib
+import math
+import warnings
+
+import numpy as np
+import torch
+
+from ember.define.errors import ShapeError
+from ember.distributed.strategy import get_strategy
+from ember.train.callbacks.base import CallbackList, LazyLogs
+from ember.train.callbacks.history import History
+from ember.train.callbacks.progress import ProgressBar
+from ember.train.data import make_batches, move, split_validation
+from ember.train.diagnose import check_targets, explain_forward_error
+from ember.train.schedules import build_schedule
+
+
+class Trainer:
+    def __init__(self, model, compiled, require_compiled=True):
+        if compiled is None and require_compiled:
+            raise RuntimeError("the model is not compiled: call model.compile(optimizer=..., loss=..., "
+                               "metrics=[...]) before fit() or evaluate()")
+        self.model = model
+        self.compiled = compiled
+        self.device = compiled.device if compiled else _model_device(model)
+        self.precision = compiled.precision if compiled else None
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.scheduler = None
+        self._checked = False
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, x=None, y=None, *, batch_size=32, epochs=1, validation_data=None, validation_split=0.0,
+            callbacks=None, shuffle=True, verbose=1, initial_epoch=0, validation_batch_size=None,
+            strategy=None, resume=None):
+        """Train for `epochs`; returns the `History` (per-epoch loss, metrics, val_*, lr).
+
+        x, y: numpy arrays, tensors or dicts of them; or x alone as a Dataset, DataLoader or an
+        iterable of (x, y) / dict batches. validation_data: (x_val, y_val) or any such x.
+        strategy: "ddp", "fsdp" or an ember.distributed strategy (or set in compile()).
+        resume: a BackupAndRestore directory to continue an interrupted run from.
+        """
+        c, model = self.compiled, self.model
+        self.strategy = get_strategy(strategy if strategy is not None else c.strategy)
+        if validation_split:
+            (x, y), validation_data = split_validation(x, y, validation_split)
+        seed = int(torch.randint(0, 2**62, (1,)).item())  # data order follows ember.seed()
+        train = make_batches(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, device=self.device)
+        val = None
+        if validation_data is not None:
+            vx, vy = _split_xy(validation_data)
+            val = make_batches(vx, vy, batch_size=validation_batch_size or batch_size, device=self.device,
+                               what="validation_data")
+        self.forward_model = self.strategy.setup(model, train, c)
+        self._dry_run(train)
+        optimizer = c.ensure_optimizer(model)
+        steps = len(train)
+        per_batch = c.lr_schedule_interval == "batch"
+        total = (math.ceil(steps / c.accumulate_steps) if steps else 0) * epochs if per_batch else epochs
+        self.scheduler = build_schedule(c.lr_schedule, optimizer, total_steps=total, warmup_steps=c.warmup_steps)
+
+        history = History()
+        user_callbacks = list(callbacks or [])
+        if resume is not None:
+            from ember.train.callbacks.backup_and_restore import BackupAndRestore
+
+            if not any(isinstance(cb, BackupAndRestore) for cb in user_callbacks):
+                user_callbacks.append(BackupAndRestore(resume))
+        shown = [ProgressBar(verbose)] if verbose and self.strategy.is_main else []
+        params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "verbose": verbose}
+        cbs = CallbackList(user_callbacks + [history] + shown, model, self, params)
+        self.train_data, self.start_epoch, self.start_step = train, initial_epoch, 0
+        model.stop_training = False
+        logs = {}
+        cbs.call("on_train_begin", None)  # BackupAndRestore may move start_epoch/start_step here
+        for epoch in range(self.start_epoch, epochs):
+            self.epoch = epoch
+            model.train()
+            self._reset_running()
+            cbs.call("on_epoch_begin", epoch, None)
+            start, self.start_step = self.start_step, 0
+            self.step_in_epoch = start
+            for step, (inputs, targets) in enumerate(train.epoch(epoch, start), start):
+                cbs.call("on_train_batch_begin", step, None)
+                last_micro = (step + 1) % c.accumulate_steps == 0 or step + 1 == steps
+                self.train_step(move(inputs, self.device), move(targets, self.device), last_micro)
+                self.step_in_epoch = step + 1
+                cbs.call("on_train_batch_end", step, LazyLogs(self.running_logs))
+                if model.stop_training:
+                    break
+            logs = self.running_logs()
+            logs["lr"] = optimizer.param_groups[0]["lr"]
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate_batches(val).items()})
+            if self.scheduler is not None and not per_batch:
+                self.scheduler.step()
+            cbs.call("on_epoch_end", epoch, logs)
+            if model.stop_training:
+                break
+        cbs.call("on_train_end", logs)
+        return history
+
+    def train_step(self, inputs, targets, last_micro=True):
+        """One micro-batch: forward and backward; on the last micro-batch, the optimizer step."""
+        c, opt, scaler = self.compiled, self.compiled.optimizer, self.precision.scaler
+        # DDP/FSDP skip the gradient all-reduce on accumulation micro-batches.
+        with self.strategy.gradient_sync(self.forward_model, last_micro):
+            with self.precision.autocast():
+                outputs, loss = self.forward_and_loss(inputs, targets)
+            scaler.scale(loss * self.strategy.loss_weight / c.accumulate_steps).backward()
+        if last_micro:
+            if c.clip_grad_norm:
+                scaler.unscale_(opt)
+                self.strategy.clip_grad_norm(self.model, c.clip_grad_norm)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            self.global_step += 1
+            if self.scheduler is not None and c.lr_schedule_interval == "batch":
+                self.scheduler.step()
+        self._track(loss, outputs, targets)
+
+    def forward_and_loss(self, inputs, targets):
+        """Model outputs (logits for Hugging Face outputs) and the loss to minimise."""
+        try:
+            raw = self.forward_model(**inputs) if isinstance(inputs, dict) else self.forward_model(inputs)
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            if isinstance(error, ShapeError):
+                raise
+            raise explain_forward_error(self.model, inputs, error) from error
+        outputs = _logits(raw)
+        if not self._checked:
+            check_targets(outputs, targets, self.compiled, self.train_data if self.model.training else None)
+            self._checked = True
+        if self.compiled.loss_fn is None:
+            loss = getattr(raw, "loss", None)
+            if loss is None:
+                raise ValueError("no loss: compile(loss=...) is needed unless the model returns its own .loss "
+                                 "(a Hugging Face model given labels)")
+            return outputs, loss
+        if targets is None:
+            raise ValueError("the data has no targets (y) but the compiled loss needs them")
+        return outputs, self.compiled.loss_fn(outputs, targets)
+
+    # ------------------------------------------------------- running logs
+    def _reset_running(self):
+        self._loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        self._seen = 0
+        for m in self.compiled.metrics:
+            m.reset()
+
+    def _track(self, loss, outputs, targets):
+        n = _batch_size(outputs)
+        self._loss_sum += loss.detach().double() * n
+        self._seen += n
+        if targets is not None:
+            for m in self.compiled.metrics:
+                m.update(outputs.detach(), targets)
+
+    def running_logs(self) -> dict:
+        """Mean loss and metrics so far this epoch, reduced across processes (syncs the device)."""
+        loss_sum, seen = self.strategy.reduce_sum(self._loss_sum, self._seen)
+        loss = (loss_sum / max(seen, 1)).item()
+        logs = {"loss": loss}
+        for m in self.compiled.metrics:
+            self.strategy.reduce_metric(m)
+            logs[m.name] = float(m.result())
+        if math.isnan(loss) and self.model.training and not self.model.stop_training:
+            warnings.warn(f"the loss became NaN in epoch {self.epoch + 1} (by batch {self.step_in_epoch}): "
+                          "training stopped. Lower the learning rate or clip gradients (clip_grad_norm=).",
+                          RuntimeWarning, stacklevel=2)
+            self.model.stop_training = True
+        return logs
+
+    # ------------------------------------------------------- evaluate / predict
+    def evaluate(self, x=None, y=None, *, batch_size=32, verbose=0, callbacks=None, return_dict=True):
+        """Loss and metrics over the data, as a dict."""
+        if not hasattr(self, "strategy"):
+            self.strategy = get_strategy(self.compiled.strategy)
+            self.forward_model = self.model
+        batches = make_batches(x, y, batch_size=batch_size, device=self.device)
+        self._dry_run(batches)
+        logs = self._evaluate_batches(batches)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        return logs
+
+    def _evaluate_batches(self, batches):
+        was_training = self.model.training
+        self.model.eval()
+        self._reset_running()
+        try:
+            with torch.inference_mode(), self.precision.autocast():
+                for inputs, targets in batches.epoch(0):
+                    targets = move(targets, self.device)
+                    outputs, loss = self.forward_and_loss(move(inputs, self.device), targets)
+                    self._track(loss, outputs, targets)
+            return self.running_logs()
+        finally:
+            self.model.train(was_training)
+
+    def predict(self, x, *, batch_size=32, verbose=0):
+        """Model outputs (logits for Hugging Face models) as a numpy array, in eval mode, no gradients."""
+        self.forward_model = self.model
+        batches = make_batches(x, None, batch_size=batch_size, device=self.device, what="x")
+        self._dry_run(batches)
+        autocast = self.precision.autocast() if self.precision else contextlib.nullcontext()
+        was_training = self.model.training
+        self.model.eval()
+        chunks = []
+        try:
+            with torch.inference_mode(), autocast:
+                for inputs, _ in batches.epoch(0):
+                    inputs = move(inputs, self.device)
+                    if isinstance(inputs, dict):
+                        inputs.pop("labels", None)
+                    try:
+                        raw = self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
+                    except (RuntimeError, TypeError, IndexError) as error:
+                        raise explain_forward_error(self.model, inputs, error) from error
+                    chunks.append(_to_numpy(_logits(raw)))
+        finally:
+            self.model.train(was_training)
+        if isinstance(chunks[0], tuple):
+            return tuple(np.concatenate(parts) for parts in zip(*chunks))
+        return np.concatenate(chunks)
+
+    # ------------------------------------------------------- setup helpers
+    def _dry_run(self, batches):
+        """One forward on the first batch, before the optimizer exists, when needed: it builds
+        layers used without an input shape, and checks that the model accepts channels_last
+        activations (a `.view()` on them fails; such a model keeps the default layout)."""
+        c = self.compiled
+        if c is None or (c.optimizer is not None and (c.layout_checked or not c.channels_last)):
+            return
+        if c.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        inputs, _ = next(iter(batches.epoch(0)))
+        inputs = move(inputs, self.device)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
+        except RuntimeError as error:
+            if not (c.channels_last and "view size is not compatible" in str(error)):
+                raise explain_forward_error(self.model, inputs, error) from error
+            c.channels_last = False
+            self.model.to(memory_format=torch.contiguous_format)
+            warnings.warn("the model calls .view() on convolution outputs, which fails on channels_last "
+                          "activations: training in the default memory layout (use .reshape() or "
+                          ".flatten(1) to get the faster one)", stacklevel=3)
+            self._dry_run(batches)
+        finally:
+            self.model.train(was_training)
+        c.layout_checked = True
+        self.model.to(self.device)
+
+
+def _split_xy(data):
+    if isinstance(data, tuple) and len(data) in (2, 3) and not isinstance(data[0], tuple):
+        return data[0], data[1]
+    return data, None
+
+
+def _logits(raw):
+    logits = getattr(raw, "logits", None)
+    return logits if logits is not None else raw
+
+
+def _batch_size(outputs):
+    t = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+    return t.shape[0] if isinstance(t, torch.Tensor) and t.dim() else 1
+
+
+def _to_numpy(outputs):
+    if isinstance(outputs, (tuple, list)):
+        return tuple(_to_numpy(o) for o in outputs)
+    return outputs.detach().float().cpu().numpy() if outputs.dtype in (torch.bfloat16, torch.float16) \
+        else outputs.detach().cpu().numpy()
+
+
+def _model_device(model):
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
