@@ -1,0 +1,31 @@
+"""The `ember` command. Each capability registers its own sub-command; this file only wires them."""
+import argparse
+import importlib
+import sys
+
+# (sub-command, module defining `add_arguments(parser)` and `run(args) -> int`, one-line help)
+COMMANDS = [
+    ("demo", "ember.demo", "train the seed's ConvNet on digits, evaluate, export, print the report"),
+]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="ember", description="Keras-grade workflows for PyTorch models")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module_name, help_text in COMMANDS:
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"ember {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
