@@ -1,0 +1,87 @@
+"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate.
+
+Called like Keras' with a list of tensors: `Add()([a, b])`. They hold no parameters.
+"""
+import functools
+
+import torch
+
+from ember.define.layers.base import Layer
+
+
+class _Merge(Layer):
+    def __init__(self, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.built = True
+
+    def forward(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
+            raise self.shape_error("a list of at least 2 tensors", type(inputs).__name__)
+        shapes = [tuple(x.shape) for x in inputs]
+        if len(set(shapes)) != 1:
+            raise self.shape_error("tensors of one shape", shapes)
+        return self.merge(list(inputs))
+
+    def build_for(self, input_shapes):
+        self.output_shape = self.compute_output_shape(input_shapes)
+        return self.output_shape
+
+    def compute_output_shape(self, input_shapes):
+        return tuple(input_shapes[0])
+
+
+class Add(_Merge):
+    def merge(self, inputs):
+        return functools.reduce(torch.add, inputs)
+
+
+class Subtract(_Merge):
+    def merge(self, inputs):
+        if len(inputs) != 2:
+            raise self.shape_error("exactly 2 tensors", f"{len(inputs)} tensors")
+        return inputs[0] - inputs[1]
+
+
+class Multiply(_Merge):
+    def merge(self, inputs):
+        return functools.reduce(torch.mul, inputs)
+
+
+class Average(_Merge):
+    def merge(self, inputs):
+        return functools.reduce(torch.add, inputs) / len(inputs)
+
+
+class Maximum(_Merge):
+    def merge(self, inputs):
+        return functools.reduce(torch.maximum, inputs)
+
+
+class Minimum(_Merge):
+    def merge(self, inputs):
+        return functools.reduce(torch.minimum, inputs)
+
+
+class Concatenate(_Merge):
+    """Joins tensors along `axis` (counted with the batch axis, as in Keras: -1 is the last)."""
+
+    def __init__(self, axis=-1, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.axis = int(axis)
+
+    def forward(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
+            raise self.shape_error("a list of at least 2 tensors", type(inputs).__name__)
+        rank = inputs[0].dim()
+        axis = self.axis % rank
+        others = {tuple(s for i, s in enumerate(x.shape) if i != axis) for x in inputs}
+        if len(others) != 1 or any(x.dim() != rank for x in inputs):
+            raise self.shape_error(f"tensors equal in every axis but {self.axis}", [tuple(x.shape) for x in inputs])
+        return torch.cat(list(inputs), dim=axis)
+
+    def compute_output_shape(self, input_shapes):
+        rank = len(input_shapes[0]) + 1
+        axis = self.axis % rank - 1  # shapes here have no batch axis
+        shape = list(input_shapes[0])
+        shape[axis] = sum(s[axis] for s in input_shapes)
+        return tuple(shape)

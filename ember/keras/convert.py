@@ -1,0 +1,385 @@
+"""`from_keras`: a Keras model file -> an ember model with the weights loaded.
+
+The Keras config (JSON) is walked once in graph order. Each Keras layer becomes ember
+layers (`ember.keras.layers`), built for the shapes flowing through the graph, and its
+weights are converted to torch's layout as they are copied in. With
+data_format="channels_first", image inputs become NCHW and each tensor carries its layout;
+a layer that cannot compute on it natively gets a Permute in front (see layers.py).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ember.define import layers as L
+from ember.define.sequential import Sequential
+from ember.deploy.saving import ModelFileError
+from ember.keras.files import keras3_weight_path, read_keras_file
+from ember.keras.graph import KerasGraph, build_module
+from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, is_flat)
+
+UNKNOWN_DIM = 32  # stands in for a None (variable) size while shapes are inferred
+
+
+class UnsupportedKerasLayersError(ValueError):
+    """The model uses layers ember cannot build; every one of them is listed."""
+
+
+@dataclass
+class _Step:
+    inputs: list
+    modules: list
+    output: str
+    list_input: bool = False
+    keras_layer: dict = None
+    weights_layout: object = None
+    weights_shape: tuple = None
+    custom: bool = False  # a user-supplied module for a custom Keras layer, weights already set
+
+
+@dataclass
+class _Plan:
+    inputs: list = field(default_factory=list)  # [(ref, shape, dtype)]
+    steps: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+
+
+def from_keras(path, data_format="channels_last", custom_layers=None):
+    """Load a Keras `.keras` or `.h5` model file as an ember model, weights included.
+
+    Sequential models become `ember.Sequential`; functional models a `KerasGraph`
+    (a plain torch module with ember's compile / fit / save / export). No TensorFlow or
+    Keras is needed or imported, and nothing in the file is executed.
+
+    data_format: "channels_last" takes the NHWC arrays the Keras model took and gives the
+        same outputs; "channels_first" takes NCHW images and computes without layout changes.
+    custom_layers: {"ClassName" or "layer_name": factory(config, weights) -> torch module}
+        for custom Keras layers (and Lambda layers) you re-implement in torch; `weights` are
+        the layer's arrays as Keras stored them.
+    """
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}")
+    keras_file = read_keras_file(path)
+    if keras_file.kind == "weights":
+        raise ModelFileError(f"{path} holds only weights, no architecture: build the model in ember and call "
+                             "ember.load_keras_weights(model, path)")
+    model_config = keras_file.config
+    class_name = model_config.get("class_name")
+    config = model_config.get("config", {})
+    if class_name not in ("Sequential", "Functional", "Model"):
+        raise UnsupportedKerasLayersError(
+            f"{path}: the model is a subclassed Keras model ({class_name!r}): its forward pass is Python code, "
+            "not a graph in the file. Rebuild it as a Sequential or functional model in Keras, or build it in "
+            "ember and call ember.load_keras_weights(model, weights_path)")
+    layers = config.get("layers", [])
+    _check_supported(layers, custom_layers or {}, path)
+    keras2 = keras_file.keras_version.startswith("2")
+    weights = _weights_by_layer(keras_file, layers, class_name == "Sequential")
+    builder = _Builder(data_format, keras2, custom_layers or {}, weights)
+    if class_name == "Sequential":
+        plan = builder.sequential(layers, config, model_config)
+    else:
+        plan = builder.functional(layers, config)
+    model = _assemble(plan, class_name == "Sequential")
+    _load_weights(plan, weights, path)
+    return model
+
+
+def _check_supported(layers, custom_layers, path):
+    problems = []
+    for layer in layers:
+        class_name, name = layer.get("class_name"), layer.get("config", {}).get("name", layer.get("name"))
+        if class_name == "InputLayer" or class_name in KERAS_LAYERS and name not in custom_layers:
+            continue
+        if name in custom_layers or class_name in custom_layers:
+            continue
+        if class_name == "Lambda":
+            problems.append(f"'{name}' is a Lambda layer: it holds serialized Python bytecode, which ember never "
+                            "runs (the vector of CVE-2024-3660). Replace it in Keras with a built-in layer, or pass "
+                            f"custom_layers={{'{name}': lambda config, weights: <a torch module doing the same>}}")
+        elif class_name in ("Sequential", "Functional", "Model"):
+            problems.append(f"'{name}' is a nested {class_name} model: flatten it into the outer model in Keras")
+        elif layer.get("registered_name") and "keras" not in str(layer.get("module", "keras")) \
+                or "package" in str(layer.get("registered_name", "")) or ">" in str(layer.get("registered_name", "")):
+            problems.append(f"'{name}' is a custom layer ({class_name}): supply a torch equivalent with "
+                            f"custom_layers={{'{class_name}': lambda config, weights: module}}")
+        else:
+            problems.append(f"'{name}' ({class_name}) is not supported; supported layers: "
+                            + ", ".join(sorted(KERAS_LAYERS)))
+    if problems:
+        raise UnsupportedKerasLayersError(f"{path}: {len(problems)} layer(s) cannot be loaded:\n- "
+                                          + "\n- ".join(problems))
+
+
+class _Builder:
+    def __init__(self, data_format, keras2, custom_layers, weights):
+        self.data_format, self.keras2, self.custom_layers = data_format, keras2, custom_layers
+        self.weights = weights
+        self.tensors = {}  # ref -> (ember shape without batch, layout)
+        self.plan = _Plan()
+        self.problems = []
+
+    # --- model kinds --------------------------------------------------------------
+    def sequential(self, layers, config, model_config):
+        body = [entry for entry in layers if entry.get("class_name") != "InputLayer"]
+        input_entry = next((entry for entry in layers if entry.get("class_name") == "InputLayer"), None)
+        shape, dtype = _input_shape(input_entry["config"] if input_entry else None, body, config, model_config)
+        ref = self.add_input("input", shape, dtype)
+        for entry in body:
+            ref = self.add_layer(entry, [ref], False, f"{entry['config']['name']}:0")
+        self.plan.outputs = [ref]
+        self.raise_problems()
+        return self.plan
+
+    def functional(self, layers, config):
+        by_name = {entry.get("name", entry["config"].get("name")): entry for entry in layers}
+        for entry in layers:
+            if entry.get("class_name") == "InputLayer":
+                shape, dtype = _input_shape(entry["config"], [], {}, {})
+                self.add_input(f"{entry['config']['name']}:0", shape, dtype)
+        pending = [(name, index, node) for name, entry in by_name.items() if entry.get("class_name") != "InputLayer"
+                   for index, node in enumerate(entry.get("inbound_nodes", []))]
+        while pending:
+            waiting = []
+            for name, index, node in pending:
+                refs, list_input = _node_inputs(node)
+                if all(ref in self.tensors for ref in refs):
+                    self.add_layer(by_name[name], refs, list_input, f"{name}:{index}")
+                else:
+                    waiting.append((name, index, node))
+            if len(waiting) == len(pending):
+                missing = sorted({f"{n}:{i}" for n, i, _ in waiting})
+                raise ModelFileError(f"the model graph is inconsistent: nodes {missing} wait for tensors no layer "
+                                     "produces")
+            pending = waiting
+        self.plan.outputs = [_ref(r) for r in _tensor_list(config["output_layers"])]
+        wanted = [_ref(r) for r in _tensor_list(config["input_layers"])]
+        self.plan.inputs.sort(key=lambda entry: wanted.index(entry[0]) if entry[0] in wanted else len(wanted))
+        self.raise_problems()
+        return self.plan
+
+    def raise_problems(self):
+        if self.problems:
+            raise UnsupportedKerasLayersError(f"{len(self.problems)} layer(s) cannot be loaded:\n- "
+                                              + "\n- ".join(self.problems))
+
+    # --- one tensor / one layer -------------------------------------------------------
+    def add_input(self, ref, shape, dtype):
+        image = self.data_format == "channels_first" and len(shape) == 3 and "int" not in str(dtype)
+        layout = CHANNELS_FIRST if image else KERAS
+        shape = (shape[-1],) + tuple(shape[:-1]) if image else tuple(shape)
+        self.tensors[ref] = (shape, layout)
+        self.plan.inputs.append((ref, shape, dtype))
+        return ref
+
+    def add_layer(self, entry, refs, list_input, out_ref):
+        class_name, config = entry["class_name"], entry["config"]
+        name = config["name"]
+        factory = self.custom_layers.get(name) or self.custom_layers.get(class_name)
+        if factory is not None:
+            return self.add_custom(factory, entry, refs, list_input, out_ref)
+        spec = KERAS_LAYERS[class_name]
+        refs = [self.convert_layout(ref, spec.accepts) for ref in refs]
+        shapes = [self.tensors[ref][0] for ref in refs]
+        layouts = {_layout_key(self.tensors[ref][1]) for ref in refs}
+        layout = self.tensors[refs[0]][1]
+        if len(layouts) > 1:
+            self.problems.append(f"'{name}' ({class_name}) merges tensors of different layouts; load the model "
+                                 "with data_format='channels_last'")
+            return self.placeholder(out_ref, shapes[0])
+        try:
+            modules, out_layout = spec.build(config, layout, shapes[0], keras2=self.keras2)
+        except (UnsupportedConfig, KeyError) as error:
+            self.problems.append(f"'{name}' ({class_name}): {error} is not supported")
+            return self.placeholder(out_ref, shapes[0])
+        shape = shapes if list_input else shapes[0]
+        for module in modules:
+            shape = build_module(module, shape)
+        self.tensors[out_ref] = (shape, out_layout)
+        self.plan.steps.append(_Step(refs, modules, out_ref, list_input, entry, layout, shapes[0]))
+        return out_ref
+
+    def add_custom(self, factory, entry, refs, list_input, out_ref):
+        refs = [self.convert_layout(ref, (KERAS,)) for ref in refs]
+        shapes = [self.tensors[ref][0] for ref in refs]
+        module = factory(entry["config"], self.weights.get(entry["config"]["name"], []))
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"custom_layers factory for '{entry['config']['name']}' returned "
+                            f"{type(module).__name__}, expected a torch.nn.Module")
+        module.name = entry["config"]["name"]
+        self.tensors[out_ref] = (build_module(module, shapes if list_input else shapes[0]), KERAS)
+        self.plan.steps.append(_Step(refs, [module], out_ref, list_input, entry, custom=True))
+        return out_ref
+
+    def placeholder(self, out_ref, shape):
+        self.tensors[out_ref] = (shape, KERAS)
+        return out_ref
+
+    def convert_layout(self, ref, accepts):
+        shape, layout = self.tensors[ref]
+        if layout == KERAS or _layout_key(layout) in accepts:
+            return ref
+        if layout == CHANNELS_FIRST:
+            modules = [L.Permute(tuple(range(2, len(shape) + 1)) + (1,), name=f"{_base(ref)}_to_keras_layout")]
+        else:  # a channels_first flatten back to Keras' H, W, C order
+            keras_shape = layout[1]
+            channels_first = (keras_shape[-1],) + tuple(keras_shape[:-1])
+            modules = [L.Reshape(channels_first, name=f"{_base(ref)}_unflatten"),
+                       L.Permute(tuple(range(2, len(keras_shape) + 1)) + (1,), name=f"{_base(ref)}_to_keras_layout"),
+                       L.Flatten(name=f"{_base(ref)}_reflatten")]
+        out_ref = f"{ref}/keras_layout"
+        if out_ref not in self.tensors:
+            for module in modules:
+                shape = build_module(module, shape)
+            self.tensors[out_ref] = (shape, KERAS)
+            self.plan.steps.append(_Step([ref], modules, out_ref))
+        return out_ref
+
+
+def _base(ref):
+    return ref.split(":")[0].replace("/", "_")
+
+
+def _layout_key(layout):
+    return "flat" if is_flat(layout) else layout
+
+
+def _input_shape(input_config, body, config, model_config):
+    """Shape (no batch axis, None -> UNKNOWN_DIM) and dtype of a model input, from whichever
+    spelling the file uses: `batch_shape` (Keras 3), `batch_input_shape` (tf.keras 2)."""
+    candidates = [input_config or {}] + [body[0]["config"] if body else {}]
+    batch_shape = None
+    for candidate in candidates:
+        batch_shape = candidate.get("batch_shape") or candidate.get("batch_input_shape")
+        if batch_shape:
+            dtype = candidate.get("dtype", "float32")
+            break
+    if not batch_shape:
+        batch_shape = config.get("build_input_shape") or (model_config.get("build_config") or {}).get("input_shape")
+        dtype = "float32"
+    if not batch_shape:
+        raise ModelFileError("the model config gives no input shape (no InputLayer, batch_shape or "
+                             "batch_input_shape): it was saved before being built")
+    if isinstance(dtype, dict):
+        dtype = dtype.get("config", {}).get("name", "float32")
+    return tuple(UNKNOWN_DIM if d is None else int(d) for d in batch_shape[1:]), str(dtype)
+
+
+def _node_inputs(node):
+    """(input refs, whether the layer takes a list) of one inbound node, in either format."""
+    if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+        args = node.get("args", [])
+        refs = [_ref(t["config"]["keras_history"]) for t in _keras_tensors(args)]
+        if _keras_tensors(node.get("kwargs", {})):
+            raise UnsupportedConfig("tensor keyword arguments (mask, initial_state) in the graph")
+        return refs, bool(args) and isinstance(args[0], (list, tuple))
+    refs = [_ref(entry[:3]) for entry in node]  # tf.keras 2: [[name, node, tensor, kwargs], ...]
+    return refs, len(refs) > 1
+
+
+def _keras_tensors(value):
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            return [value]
+        return [t for v in value.values() for t in _keras_tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _keras_tensors(v)]
+    return []
+
+
+def _tensor_list(value):
+    if isinstance(value, dict):
+        return list(value.values())
+    return [value] if value and isinstance(value[0], str) else list(value)
+
+
+def _ref(history):
+    name, node_index, tensor_index = history[:3]
+    if tensor_index:
+        raise UnsupportedConfig(f"layer '{name}' with several outputs")
+    return f"{name}:{node_index}"
+
+
+# --- weights ---------------------------------------------------------------------------
+def _weights_by_layer(keras_file, layers, sequential):
+    """Keras arrays per layer name. Keras 3 zips name each layer's group; files from older
+    Keras 3 releases are matched by the snake_case path Keras derives from the class name."""
+    weights = keras_file.weights
+    if keras_file.kind == "h5" or weights.by_name:
+        return weights.by_name
+    counters, out = {}, {}
+    for entry in layers:
+        if sequential and entry["class_name"] == "InputLayer":
+            continue
+        out[entry["config"]["name"]] = weights.by_path.get(keras3_weight_path(entry["class_name"], counters), [])
+    return out
+
+
+def _load_weights(plan, weights, path):
+    problems, loaded = [], set()
+    for step in plan.steps:
+        if step.keras_layer is None or step.custom:
+            continue
+        name, class_name = step.keras_layer["config"]["name"], step.keras_layer["class_name"]
+        if name in loaded:
+            continue  # a shared layer, called more than once
+        loaded.add(name)
+        arrays = weights.get(name, [])
+        module, convert = step.modules[0], KERAS_LAYERS[class_name].weights
+        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        if convert is None or not expected:
+            if arrays:
+                problems.append(f"'{name}' ({class_name}): the file has {len(arrays)} arrays for a layer without "
+                                "weights")
+            continue
+        try:
+            converted = convert(arrays, step.keras_layer["config"], step.weights_layout, step.weights_shape)
+        except (IndexError, ValueError) as error:
+            converted, error_text = {}, str(error)
+            problems.append(f"'{name}' ({class_name}): file arrays {[a.shape for a in arrays]} do not fit "
+                            f"({error_text})")
+            continue
+        got = {k: tuple(np.shape(v)) for k, v in converted.items()}
+        if got != expected:
+            problems.append(f"'{name}' ({class_name}): file arrays {[tuple(a.shape) for a in arrays]} give "
+                            f"{got}, the model expects {expected}")
+            continue
+        with torch.no_grad():
+            for key, value in converted.items():
+                module.state_dict()[key].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    if problems:
+        raise ModelFileError(f"{path}: the weights do not match the architecture:\n- " + "\n- ".join(problems))
+
+
+# --- the model ---------------------------------------------------------------------------
+def _assemble(plan, sequential):
+    single_chain = all(len(step.inputs) == 1 and not step.list_input for step in plan.steps)
+    if sequential and single_chain:
+        shape, dtype = plan.inputs[0][1], plan.inputs[0][2]
+        modules = [module for step in plan.steps for module in step.modules]
+        model = Sequential([L.Input(shape, dtype=dtype)] + modules)
+        return model
+    spec = {
+        "inputs": [{"ref": ref, "shape": list(shape), "dtype": dtype} for ref, shape, dtype in plan.inputs],
+        "outputs": plan.outputs,
+        "layers": [{"class_name": type(m).__name__, "config": m.get_config()}
+                   for step in plan.steps for m in step.modules if not step.custom],
+        "steps": [{"inputs": step.inputs, "layers": [m.name for m in step.modules], "output": step.output,
+                   "list_input": step.list_input} for step in plan.steps],
+    }
+    custom = {step.modules[0].name: step.modules[0] for step in plan.steps if step.custom}
+    graph = KerasGraph(_dedupe_layers(spec), custom_modules=custom or None)
+    # The graph rebuilt its layers from the spec: point the plan at them so weights land there.
+    for step in plan.steps:
+        step.modules = [graph.layers[m.name] for m in step.modules]
+    return graph
+
+
+def _dedupe_layers(spec):
+    seen, layers = set(), []
+    for entry in spec["layers"]:
+        if entry["config"]["name"] not in seen:
+            seen.add(entry["config"]["name"])
+            layers.append(entry)
+    spec["layers"] = layers
+    return spec

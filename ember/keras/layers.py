@@ -1,0 +1,366 @@
+"""What each Keras layer becomes in ember, and how its weights are converted, once, at load time.
+
+`KERAS_LAYERS[class_name]` gives a `KerasLayer`: `build(config, layout, shape)` returns the
+ember modules (the first holds the weights) and the output layout; `weights(arrays, config,
+layout, shape)` returns torch-layout arrays by parameter name. `accepts` says which input
+layouts the ember layer computes on directly (others are converted to Keras' layout first).
+
+Layouts: "keras" (the tensor Keras had), "channels_first" (Keras' last axis moved to axis
+1, for NCHW models), ("flat_channels_first", keras_shape) (a Flatten of channels_first
+features, in C,H,W order instead of Keras' H,W,C).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ember.define import layers as L
+from ember.define.activations import ACTIVATIONS
+
+KERAS = "keras"
+CHANNELS_FIRST = "channels_first"
+AXIS_ACTIVATIONS = ("softmax", "log_softmax", "glu", "sparsemax")  # computed along the last axis
+
+
+class UnsupportedConfig(ValueError):
+    """A supported layer class used with options ember cannot reproduce exactly."""
+
+
+@dataclass
+class KerasLayer:
+    build: object
+    weights: object = None
+    accepts: tuple = (KERAS,)
+
+
+def is_flat(layout):
+    return isinstance(layout, tuple)
+
+
+def activation_name(value, keras2=False):
+    """Keras' activation name -> ember's; custom (serialized) activations are refused."""
+    if value is None:
+        return "linear"
+    if isinstance(value, dict):
+        value = value.get("config", {}).get("name") if value.get("module") == "keras.activations" else value
+    if not isinstance(value, str):
+        raise UnsupportedConfig(f"custom activation {value!r}")
+    name = value.lower()
+    if name == "hard_sigmoid" and keras2:
+        return "keras2_hard_sigmoid"  # tf.keras 2 used clip(0.2x + 0.5), Keras 3 relu6(x + 3) / 6
+    if name not in ACTIVATIONS:
+        raise UnsupportedConfig(f"activation {value!r}")
+    return name
+
+
+def _image_format(config, layout):
+    if layout == CHANNELS_FIRST:
+        return "channels_first"
+    return config.get("data_format") or "channels_last"
+
+
+def _with_activation(modules, activation, layout):
+    """Image layers apply their activation in NCHW order internally, so activations along
+    an axis (softmax...) become a separate layer acting on the channel axis."""
+    if activation in AXIS_ACTIVATIONS:
+        axis_layer = L.Softmax(axis=1) if layout == CHANNELS_FIRST and activation == "softmax" \
+            else L.Activation(activation)
+        if layout == CHANNELS_FIRST and activation != "softmax":
+            raise UnsupportedConfig(f"activation {activation!r} on channels_first features")
+        modules.append(axis_layer)
+    return modules
+
+
+def _conv_args(config):
+    padding = config.get("padding", "valid")
+    if padding not in ("valid", "same"):
+        raise UnsupportedConfig(f"padding={padding!r}")
+    return dict(strides=config.get("strides", 1), padding=padding, dilation_rate=config.get("dilation_rate", 1))
+
+
+def _build_conv(cls, extra):
+    def build(config, layout, shape, keras2=False):
+        activation = activation_name(config.get("activation"), keras2)
+        inner = None if activation in AXIS_ACTIVATIONS else activation
+        kwargs = {k: config[k] for k in extra if k in config}
+        layer = cls(kernel_size=config["kernel_size"], **kwargs, **_conv_args(config), activation=inner,
+                    use_bias=config.get("use_bias", True), data_format=_image_format(config, layout),
+                    name=config["name"])
+        return _with_activation([layer], activation, layout), layout
+    return build
+
+
+def _conv_weights(arrays, config, layout, shape):
+    kernel = arrays[0]  # (*spatial, in / groups, out)
+    out = {"weight": np.transpose(kernel, (kernel.ndim - 1, kernel.ndim - 2) + tuple(range(kernel.ndim - 2)))}
+    return _with_bias(out, arrays, 1)
+
+
+def _depthwise_kernel(kernel):
+    kh, kw, channels, multiplier = kernel.shape  # output channel c * multiplier + m, as in Keras
+    return kernel.reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None]
+
+
+def _depthwise_weights(arrays, config, layout, shape):
+    return _with_bias({"weight": _depthwise_kernel(arrays[0])}, arrays, 1)
+
+
+def _separable_weights(arrays, config, layout, shape):
+    pointwise = arrays[1]  # (1, 1, in * multiplier, out)
+    out = {"depthwise_weight": _depthwise_kernel(arrays[0]), "weight": pointwise.transpose(3, 2, 0, 1)}
+    return _with_bias(out, arrays, 2)
+
+
+def _with_bias(out, arrays, index):
+    if len(arrays) > index:
+        out["bias"] = arrays[index]
+    return out
+
+
+def _chw_order(keras_shape):
+    """Index map: position i of a channels-first flatten holds Keras' flat feature order[i]."""
+    return np.arange(int(np.prod(keras_shape))).reshape(keras_shape).transpose(
+        (len(keras_shape) - 1,) + tuple(range(len(keras_shape) - 1))).reshape(-1)
+
+
+def _build_dense(config, layout, shape, keras2=False):
+    activation = activation_name(config.get("activation"), keras2)
+    return [L.Dense(config["units"], activation=activation, use_bias=config.get("use_bias", True),
+                    name=config["name"])], KERAS
+
+
+def _dense_weights(arrays, config, layout, shape):
+    kernel = arrays[0]
+    if is_flat(layout):
+        kernel = kernel[_chw_order(layout[1])]  # rows from Keras' H,W,C order to ember's C,H,W
+    return _with_bias({"weight": kernel.T}, arrays, 1)
+
+
+def _build_pool(cls):
+    def build(config, layout, shape, keras2=False):
+        return [cls(pool_size=config.get("pool_size", 2), strides=config.get("strides"),
+                    padding=config.get("padding", "valid"), data_format=_image_format(config, layout),
+                    name=config["name"])], layout
+    return build
+
+
+def _build_global_pool(cls):
+    def build(config, layout, shape, keras2=False):
+        keepdims = config.get("keepdims", False)
+        return [cls(keepdims=keepdims, data_format=_image_format(config, layout), name=config["name"])], \
+            (layout if keepdims else KERAS)
+    return build
+
+
+def _build_flatten(config, layout, shape, keras2=False):
+    if layout == CHANNELS_FIRST and len(shape) > 1:
+        return [L.Flatten(name=config["name"])], ("flat_channels_first", tuple(shape[1:]) + (shape[0],))
+    return [L.Flatten(name=config["name"])], KERAS
+
+
+def _batch_norm_axis_ok(config, layout, shape):
+    axis = config.get("axis", -1)
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    rank = len(shape) + 1
+    if not isinstance(axis, int):
+        raise UnsupportedConfig(f"axis={config.get('axis')!r}")
+    return axis % rank
+
+
+def _build_batch_norm(config, layout, shape, keras2=False):
+    axis = _batch_norm_axis_ok(config, layout, shape)
+    rank = len(shape) + 1
+    if layout == CHANNELS_FIRST and axis == rank - 1 or layout == KERAS and axis == 1 and rank > 2:
+        data_format = "channels_first"
+    elif axis == rank - 1:
+        data_format = "channels_last"
+    else:
+        raise UnsupportedConfig(f"BatchNormalization over axis {config.get('axis')} of a rank-{rank} tensor")
+    if config.get("renorm") or config.get("synchronized"):
+        raise UnsupportedConfig("renorm / synchronized batch normalization")
+    layer = L.BatchNormalization(momentum=config.get("momentum", 0.99), epsilon=config.get("epsilon", 1e-3),
+                                 center=config.get("center", True), scale=config.get("scale", True),
+                                 data_format=data_format, name=config["name"])
+    return [layer], layout
+
+
+def _batch_norm_weights(arrays, config, layout, shape):
+    names = (["weight"] if config.get("scale", True) else []) + (["bias"] if config.get("center", True) else [])
+    out = dict(zip(names + ["running_mean", "running_var"], arrays))
+    if is_flat(layout):
+        order = _chw_order(layout[1])
+        out = {k: v[order] for k, v in out.items()}
+    return out
+
+
+def _build_layer_norm(config, layout, shape, keras2=False):
+    axis = config.get("axis", -1)
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if not isinstance(axis, int) or axis % (len(shape) + 1) != len(shape) or config.get("rms_scaling"):
+        raise UnsupportedConfig(f"LayerNormalization over axis {config.get('axis')!r}")
+    return [L.LayerNormalization(epsilon=config.get("epsilon", 1e-3), center=config.get("center", True),
+                                 scale=config.get("scale", True), name=config["name"])], KERAS
+
+
+def _layer_norm_weights(arrays, config, layout, shape):
+    names = (["weight"] if config.get("scale", True) else []) + (["bias"] if config.get("center", True) else [])
+    return dict(zip(names, arrays))
+
+
+def _build_embedding(config, layout, shape, keras2=False):
+    if config.get("mask_zero"):
+        raise UnsupportedConfig("mask_zero=True (masked timesteps)")
+    return [L.Embedding(config["input_dim"], config["output_dim"], name=config["name"])], KERAS
+
+
+def _build_activation(config, layout, shape, keras2=False):
+    name = activation_name(config.get("activation"), keras2)
+    if layout == CHANNELS_FIRST and name in AXIS_ACTIVATIONS:
+        if name != "softmax":
+            raise UnsupportedConfig(f"activation {name!r} on channels_first features")
+        return [L.Softmax(axis=1, name=config["name"])], layout
+    return [L.Activation(name, name=config["name"])], layout
+
+
+def _build_relu(config, layout, shape, keras2=False):
+    max_value, slope = config.get("max_value"), config.get("negative_slope", 0.0)
+    threshold = config.get("threshold", 0.0)
+    if threshold or slope:
+        raise UnsupportedConfig("ReLU with threshold or negative_slope")
+    if max_value is None:
+        return [L.ReLU(name=config["name"])], layout
+    if float(max_value) == 6.0:
+        return [L.Activation("relu6", name=config["name"])], layout
+    raise UnsupportedConfig(f"ReLU(max_value={max_value})")
+
+
+def _channel_axis(axis, layout, shape):
+    """Keras axis (with batch) -> the same axis of the ember tensor."""
+    rank = len(shape) + 1
+    axis %= rank
+    if layout != CHANNELS_FIRST or axis == 0:
+        return axis
+    return 1 if axis == rank - 1 else axis + 1
+
+
+def _build_softmax(config, layout, shape, keras2=False):
+    axis = config.get("axis", -1)
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            raise UnsupportedConfig(f"Softmax over axes {axis}")
+        axis = axis[0]
+    return [L.Softmax(axis=_channel_axis(axis, layout, shape), name=config["name"])], layout
+
+
+def _build_dropout(config, layout, shape, keras2=False):
+    if config.get("noise_shape") is not None:
+        raise UnsupportedConfig("Dropout with noise_shape")
+    return [L.Dropout(config["rate"], name=config["name"])], layout
+
+
+def _build_merge(cls):
+    def build(config, layout, shape, keras2=False):
+        return [cls(name=config["name"])], layout
+    return build
+
+
+def _build_concatenate(config, layout, shape, keras2=False):
+    return [L.Concatenate(axis=_channel_axis(config.get("axis", -1), layout, shape), name=config["name"])], layout
+
+
+def _build_reshape(config, layout, shape, keras2=False):
+    return [L.Reshape(config["target_shape"], name=config["name"])], KERAS
+
+
+def _build_permute(config, layout, shape, keras2=False):
+    return [L.Permute(config["dims"], name=config["name"])], KERAS
+
+
+def _build_recurrent(cls):
+    def build(config, layout, shape, keras2=False):
+        for option in ("return_state", "stateful", "time_major"):
+            if config.get(option):
+                raise UnsupportedConfig(f"{option}=True")
+        kwargs = dict(activation=activation_name(config.get("activation", "tanh"), keras2),
+                      recurrent_activation=activation_name(config.get("recurrent_activation", "sigmoid"), keras2),
+                      use_bias=config.get("use_bias", True), return_sequences=config.get("return_sequences", False),
+                      go_backwards=config.get("go_backwards", False), dropout=config.get("dropout", 0.0),
+                      recurrent_dropout=config.get("recurrent_dropout", 0.0), name=config["name"])
+        if cls is L.GRU:
+            kwargs["reset_after"] = config.get("reset_after", True)
+        return [cls(config["units"], **kwargs)], KERAS
+    return build
+
+
+def _lstm_weights(arrays, config, layout, shape):
+    # Keras' gates i, f, c, o are torch's i, f, g, o: same order, transposed matrices.
+    out = {"weight_ih": arrays[0].T, "weight_hh": arrays[1].T}
+    if len(arrays) > 2:
+        out["bias_ih"] = arrays[2]
+        out["bias_hh"] = np.zeros_like(arrays[2])
+    return out
+
+
+def _gru_weights(arrays, config, layout, shape):
+    def reorder(a):  # Keras' gates z, r, h -> torch's r, z, n on the last axis
+        z, r, h = np.split(a, 3, axis=-1)
+        return np.concatenate([r, z, h], axis=-1)
+
+    out = {"weight_ih": reorder(arrays[0]).T, "weight_hh": reorder(arrays[1]).T}
+    if len(arrays) > 2:
+        bias = reorder(arrays[2])
+        if config.get("reset_after", True):  # (2, 3 units): input bias, recurrent bias
+            out["bias_ih"], out["bias_hh"] = bias[0], bias[1]
+        else:
+            out["bias_ih"] = bias
+    return out
+
+
+def _embedding_weights(arrays, config, layout, shape):
+    return {"weight": arrays[0]}
+
+
+_IMAGE = (KERAS, CHANNELS_FIRST)
+_ANY = (KERAS, CHANNELS_FIRST, "flat")
+
+KERAS_LAYERS = {
+    "Dense": KerasLayer(_build_dense, _dense_weights, (KERAS, "flat")),
+    "Conv1D": KerasLayer(_build_conv(L.Conv1D, ("filters", "groups")), _conv_weights, _IMAGE),
+    "Conv2D": KerasLayer(_build_conv(L.Conv2D, ("filters", "groups")), _conv_weights, _IMAGE),
+    "DepthwiseConv2D": KerasLayer(_build_conv(L.DepthwiseConv2D, ("depth_multiplier",)), _depthwise_weights,
+                                  _IMAGE),
+    "SeparableConv2D": KerasLayer(_build_conv(L.SeparableConv2D, ("filters", "depth_multiplier")),
+                                  _separable_weights, _IMAGE),
+    "MaxPooling1D": KerasLayer(_build_pool(L.MaxPooling1D), accepts=_IMAGE),
+    "MaxPooling2D": KerasLayer(_build_pool(L.MaxPooling2D), accepts=_IMAGE),
+    "AveragePooling1D": KerasLayer(_build_pool(L.AveragePooling1D), accepts=_IMAGE),
+    "AveragePooling2D": KerasLayer(_build_pool(L.AveragePooling2D), accepts=_IMAGE),
+    "GlobalAveragePooling1D": KerasLayer(_build_global_pool(L.GlobalAveragePooling1D), accepts=_IMAGE),
+    "GlobalAveragePooling2D": KerasLayer(_build_global_pool(L.GlobalAveragePooling2D), accepts=_IMAGE),
+    "GlobalMaxPooling1D": KerasLayer(_build_global_pool(L.GlobalMaxPooling1D), accepts=_IMAGE),
+    "GlobalMaxPooling2D": KerasLayer(_build_global_pool(L.GlobalMaxPooling2D), accepts=_IMAGE),
+    "Flatten": KerasLayer(_build_flatten, accepts=_IMAGE),
+    "Reshape": KerasLayer(_build_reshape),
+    "Permute": KerasLayer(_build_permute),
+    "Dropout": KerasLayer(_build_dropout, accepts=_ANY),
+    "BatchNormalization": KerasLayer(_build_batch_norm, _batch_norm_weights, _ANY),
+    "LayerNormalization": KerasLayer(_build_layer_norm, _layer_norm_weights),
+    "Embedding": KerasLayer(_build_embedding, _embedding_weights),
+    "Activation": KerasLayer(_build_activation, accepts=_ANY),
+    "ReLU": KerasLayer(_build_relu, accepts=_ANY),
+    "Softmax": KerasLayer(_build_softmax, accepts=_IMAGE),
+    "Add": KerasLayer(_build_merge(L.Add), accepts=_IMAGE),
+    "Subtract": KerasLayer(_build_merge(L.Subtract), accepts=_IMAGE),
+    "Multiply": KerasLayer(_build_merge(L.Multiply), accepts=_IMAGE),
+    "Average": KerasLayer(_build_merge(L.Average), accepts=_IMAGE),
+    "Maximum": KerasLayer(_build_merge(L.Maximum), accepts=_IMAGE),
+    "Minimum": KerasLayer(_build_merge(L.Minimum), accepts=_IMAGE),
+    "Concatenate": KerasLayer(_build_concatenate, accepts=_IMAGE),
+    "LSTM": KerasLayer(_build_recurrent(L.LSTM), _lstm_weights),
+    "GRU": KerasLayer(_build_recurrent(L.GRU), _gru_weights),
+}
+# tf.keras 2 spellings
+for _alias, _name in {"Convolution2D": "Conv2D", "Convolution1D": "Conv1D", "MaxPool2D": "MaxPooling2D",
+                      "MaxPool1D": "MaxPooling1D", "AvgPool2D": "AveragePooling2D", "AvgPool1D": "AveragePooling1D",
+                      "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalAvgPool1D": "GlobalAveragePooling1D",
+                      "GlobalMaxPool2D": "GlobalMaxPooling2D", "GlobalMaxPool1D": "GlobalMaxPooling1D"}.items():
+    KERAS_LAYERS[_alias] = KERAS_LAYERS[_name]

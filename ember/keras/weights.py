@@ -1,0 +1,108 @@
+"""`load_keras_weights`: Keras weights into an ember model you built yourself.
+
+Keras 3 files (`.weights.h5`, or the weights inside a `.keras`) are matched the way Keras
+itself matches them: each layer by the group its class name gives (`conv2d`, `conv2d_1`,
+...), in the model's layer order. Legacy `.h5` files are matched by order: the n-th layer
+with weights in the file goes to the n-th ember layer with weights.
+"""
+import numpy as np
+import torch
+
+from ember.define import layers as L
+from ember.define.layers.base import ImageLayer, Layer
+from ember.deploy.saving import ModelFileError
+from ember.keras.files import keras3_weight_path, read_keras_file
+from ember.keras.layers import KERAS, KERAS_LAYERS
+
+# ember layer class -> the Keras class name its weights are stored under
+_KERAS_NAME = {}
+for _name in KERAS_LAYERS:
+    _cls = getattr(L, _name, None)
+    if isinstance(_cls, type) and _cls not in _KERAS_NAME and _name == _cls.__name__:
+        _KERAS_NAME[_cls] = _name
+for _name in KERAS_LAYERS:  # then Keras' long names for ember's short ones (BatchNorm...)
+    _cls = getattr(L, _name, None)
+    if isinstance(_cls, type) and _cls not in _KERAS_NAME:
+        _KERAS_NAME[_cls] = _name
+
+
+def load_keras_weights(model: torch.nn.Module, path) -> torch.nn.Module:
+    """Copy the weights of a Keras weights or model file into `model` (built with ember layers)."""
+    keras_file = read_keras_file(path)
+    layers = [(m, layout) for m, layout in _layers_with_layout(model)]
+    weighted = [(m, layout) for m, layout in layers if m.state_dict()]
+    if keras_file.weights.ordered:  # legacy .h5: by order of the layers that have weights
+        arrays = [(name, a) for name, a in keras_file.weights.ordered if a]
+        if len(arrays) != len(weighted):
+            raise ModelFileError(
+                f"{path} has weights for {len(arrays)} layers ({', '.join(n for n, _ in arrays)}), the model has "
+                f"{len(weighted)} layers with weights ({', '.join(_describe(m) for m, _ in weighted)})")
+        pairs = [(m, layout, name, a) for (m, layout), (name, a) in zip(weighted, arrays)]
+    else:
+        counters, pairs = {}, []
+        for module, layout in layers:
+            group = keras3_weight_path(_keras_class(module), counters)
+            pairs.append((module, layout, group, keras_file.weights.by_path.get(group, [])))
+        pairs = [p for p in pairs if p[0].state_dict() or p[3]]
+    problems = []
+    for module, layout, source, arrays in pairs:
+        problem = _copy(module, layout, arrays)
+        if problem:
+            problems.append(f"{_describe(module)} <- '{source}': {problem}")
+    if problems:
+        raise ModelFileError(f"{path} does not fit {type(model).__name__}:\n- " + "\n- ".join(problems))
+    return model
+
+
+def _layers_with_layout(model):
+    """Ember layers in order, with the layout of a Dense/BatchNorm input that comes from a
+    Flatten of channels_first images (its rows are in C,H,W order, Keras' in H,W,C)."""
+    image_format, flat_layout = None, KERAS
+    for module in model.modules():
+        if not isinstance(module, Layer) or isinstance(module, L.Input):
+            continue
+        if isinstance(module, ImageLayer):
+            image_format, flat_layout = module.data_format, KERAS
+        elif isinstance(module, L.Flatten) and image_format == "channels_first" and module.input_shape \
+                and len(module.input_shape) > 1:
+            shape = tuple(module.input_shape)
+            flat_layout = ("flat_channels_first", shape[1:] + shape[:1])
+        elif not isinstance(module, (L.Dense, L.BatchNorm, L.Dropout, L.Activation)):
+            flat_layout = KERAS
+        yield module, flat_layout if isinstance(module, (L.Dense, L.BatchNorm)) else KERAS
+        if isinstance(module, L.Dense):
+            flat_layout = KERAS
+
+
+def _keras_class(module):
+    name = _KERAS_NAME.get(type(module))
+    if name is None:
+        raise ModelFileError(f"{_describe(module)} has no Keras counterpart whose weights could be read")
+    return name
+
+
+def _copy(module, layout, arrays):
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if not arrays:
+        return f"no weights in the file for a layer with {expected}"
+    spec = KERAS_LAYERS[_keras_class(module)]
+    if spec.weights is None:
+        return f"the file has {len(arrays)} arrays for a layer without weights"
+    config = {"scale": getattr(module, "scale", True), "center": getattr(module, "center", True),
+              "reset_after": getattr(module, "reset_after", True)}
+    try:
+        converted = spec.weights(arrays, config, layout, None)
+    except (IndexError, ValueError) as error:
+        return f"file arrays {[a.shape for a in arrays]} do not fit ({error})"
+    got = {k: tuple(np.shape(v)) for k, v in converted.items()}
+    if got != expected:
+        return f"file arrays {[tuple(a.shape) for a in arrays]} give {got}, the layer expects {expected}"
+    with torch.no_grad():
+        state = module.state_dict()
+        for key, value in converted.items():
+            state[key].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    return None
+
+
+def _describe(module):
+    return f"'{module.name}' ({type(module).__name__})" if getattr(module, "name", None) else type(module).__name__
