@@ -10,6 +10,21 @@ def _hard_sigmoid(x):
     return F.relu6(x + 3.0) / 6.0
 
 
+def _sparsemax(x):
+    # Euclidean projection onto the simplex along the last axis (Martins & Astudillo, 2016).
+    z = x.sort(dim=-1, descending=True).values
+    k = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype)
+    cumulative = z.cumsum(dim=-1)
+    support = (1 + k * z > cumulative).to(x.dtype).sum(dim=-1, keepdim=True)
+    tau = (cumulative.gather(-1, support.long() - 1) - 1) / support
+    return F.relu(x - tau)
+
+
+def _keras2_hard_sigmoid(x):
+    # tf.keras 2's definition, kept for models saved by it.
+    return (0.2 * x + 0.5).clamp(0.0, 1.0)
+
+
 ACTIVATIONS = {
     "linear": lambda x: x,
     "relu": F.relu,
@@ -31,6 +46,18 @@ ACTIVATIONS = {
     "mish": F.mish,
     "leaky_relu": functools.partial(F.leaky_relu, negative_slope=0.2),  # Keras' default slope
     "exponential": torch.exp,
+    "celu": F.celu,
+    "glu": F.glu,
+    "hard_shrink": F.hardshrink,
+    "soft_shrink": F.softshrink,
+    "hard_tanh": F.hardtanh,
+    "tanh_shrink": F.tanhshrink,
+    "log_sigmoid": F.logsigmoid,
+    "sparse_plus": lambda x: torch.where(x <= -1, 0.0, torch.where(x >= 1, x, 0.25 * (x + 1) ** 2)),
+    "sparse_sigmoid": lambda x: (0.5 * (x + 1)).clamp(0.0, 1.0),
+    "squareplus": lambda x: 0.5 * (x + torch.sqrt(x * x + 4.0)),
+    "sparsemax": _sparsemax,
+    "keras2_hard_sigmoid": _keras2_hard_sigmoid,
 }
 
 

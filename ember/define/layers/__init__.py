@@ -1,13 +1,17 @@
 """Keras-style layers for `ember.Sequential` (and for any torch module)."""
 from ember.define.layers.base import ImageLayer, Layer
 from ember.define.layers.conv import Conv1D, Conv2D
+from ember.define.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from ember.define.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, Input, ReLU,
                                       Reshape, Softmax)
+from ember.define.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from ember.define.layers.normalization import BatchNorm, BatchNormalization, LayerNorm, LayerNormalization
 from ember.define.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                          AvgPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                                          GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
                                          GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
                                          MaxPooling1D, MaxPooling2D)
+from ember.define.layers.recurrent import GRU, LSTM
+from ember.define.layers.reshaping import Permute
 
 __all__ = [name for name in dir() if not name.startswith("_")]
