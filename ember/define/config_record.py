@@ -8,7 +8,8 @@ import inspect
 
 
 def record_init_arguments(cls) -> None:
-    """Wrap `cls.__init__` so the outermost constructor call stores its bound arguments."""
+    """Wrap `cls.__init__` so the outermost constructor call stores its bound arguments,
+    then calls `self.post_init()` if the class has one (layers build there)."""
     init = cls.__dict__.get("__init__")
     if init is None or getattr(init, "_records_arguments", False):
         return
@@ -29,6 +30,9 @@ def record_init_arguments(cls) -> None:
                 if param.kind is inspect.Parameter.VAR_KEYWORD and name in arguments:
                     arguments.update(arguments.pop(name))
             object.__setattr__(self, "_init_arguments", arguments)
+            post_init = getattr(self, "post_init", None)
+            if post_init is not None:
+                post_init()
 
     __init__._records_arguments = True
     cls.__init__ = __init__

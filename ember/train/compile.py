@@ -2,6 +2,7 @@
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from ember.define.layers.base import Layer
 from ember.define.layers.conv import Conv2D
@@ -81,7 +82,8 @@ def compile_config(model, optimizer="adamw", loss=None, metrics=None, *, from_lo
     def make_optimizer():
         return build_optimizer(optimizer, model, fused=fused, **optimizer_options)
 
-    unbuilt = any(isinstance(m, Layer) and not m.built for m in model.modules())
+    unbuilt = any((isinstance(m, Layer) and not m.built)
+                  or (isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()) for m in model.modules())
     spec = {
         "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
         "optimizer_options": {k: v for k, v in optimizer_options.items() if isinstance(v, (int, float, str, bool))},

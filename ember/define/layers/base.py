@@ -26,6 +26,11 @@ class Layer(nn.Module):
         self.output_shape = None
 
     # --- building -------------------------------------------------------------
+    def post_init(self):
+        """Runs after the outermost __init__: a layer that knows its input shape builds now."""
+        if self.input_shape is not None and not self.built:
+            self.build_for(self.input_shape)
+
     def build(self, input_shape: tuple) -> None:
         """Create parameters for inputs of `input_shape` (no batch axis). Override if needed."""
 

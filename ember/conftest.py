@@ -1,0 +1,24 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+
+os.environ.setdefault("EMBER_QUICK", "1")
+
+
+@pytest.fixture(autouse=True)
+def _channels_first_default():
+    """Tests that switch the global image data format must not leak it into others."""
+    import ember
+
+    yield
+    ember.config.set_image_data_format("channels_first")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from ember.datasets import load_digits
+
+    return load_digits()
