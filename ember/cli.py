@@ -6,6 +6,7 @@ import sys
 # (sub-command, module defining `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = [
     ("demo", "ember.demo", "train the seed's ConvNet on digits, evaluate, export, print the report"),
+    ("convert", "ember.keras.cli", "convert a Keras .keras/.h5 model to an ember model file (no TensorFlow)"),
 ]
 
 

@@ -58,7 +58,14 @@ def save_model(model: nn.Module, path) -> Path:
 
 
 def load_model(path, compile=True) -> nn.Module:
-    """Rebuild a model saved with `model.save()`: weights, architecture, compile configuration."""
+    """Rebuild a model saved with `model.save()`: weights, architecture, compile configuration.
+    Keras `.keras` / `.h5` files (recognised by content) go through `ember.from_keras`."""
+    from ember.keras.files import is_keras_file
+
+    if is_keras_file(path):
+        from ember.keras import from_keras
+
+        return from_keras(path)
     meta, weights = _read_archive(path)
     architecture = meta.get("architecture") or {}
     if architecture.get("kind") == "sequential":

@@ -18,7 +18,6 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ember.deploy.saving import ModelFileError
@@ -94,7 +93,16 @@ def _read_keras_zip(path, data):
     return KerasFile(str(path), "keras", config, str(metadata.get("keras_version", "3")), weights)
 
 
+def _h5py():
+    try:
+        import h5py
+    except ImportError as error:
+        raise ImportError("reading Keras files needs h5py: pip install 'ember[keras]'") from error
+    return h5py
+
+
 def _open_h5(path, data, what=""):
+    h5py = _h5py()
     try:
         return h5py.File(io.BytesIO(data), "r")
     except OSError as error:
@@ -149,7 +157,7 @@ def _vars_in(group):
         own = group["vars"]
         arrays.extend(np.asarray(own[str(i)]) for i in range(len(own)))
     for key, child in group.items():
-        if key != "vars" and isinstance(child, h5py.Group):
+        if key != "vars" and isinstance(child, _h5py().Group):
             arrays.extend(_vars_in(child))
     return arrays
 
