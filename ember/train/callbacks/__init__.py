@@ -1,4 +1,5 @@
 """Keras-style callbacks for fit()."""
+from ember.train.callbacks.backup_and_restore import BackupAndRestore
 from ember.train.callbacks.base import Callback, CallbackList, LambdaCallback
 from ember.train.callbacks.csv_logger import CSVLogger
 from ember.train.callbacks.early_stopping import EarlyStopping
@@ -11,6 +12,6 @@ from ember.train.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from ember.train.callbacks.tensorboard import TensorBoard
 from ember.train.callbacks.terminate_on_nan import TerminateOnNaN
 
-__all__ = ["Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History", "LambdaCallback",
+__all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History", "LambdaCallback",
            "LearningRateScheduler", "ModelCheckpoint", "MonitorCallback", "ProgressBar", "ReduceLROnPlateau",
            "TensorBoard", "TerminateOnNaN"]

@@ -16,6 +16,13 @@ class History(Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
 
+    def state_dict(self):
+        return {"epoch": self.epoch, "history": self.history}
+
+    def load_state_dict(self, state):
+        self.epoch = list(state["epoch"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
+
     def plot(self, path, keys=None):
         """Write a PNG of the curves: one panel per quantity, train and val_ together."""
         import matplotlib

@@ -1,0 +1,284 @@
+"""Back a run up as it goes; after a crash, the same script continues exactly where it was.
+
+`fit(..., resume=dir)` adds `BackupAndRestore(dir)`. A backup (`ember.train.checkpoint`)
+holds the model, optimizer, LR schedule, gradient scaler, every callback's `state_dict()`
+(History, EarlyStopping, ReduceLROnPlateau, ModelCheckpoint, CSVLogger...), the loop
+position, the data order (the shuffle seed, the DataLoader's generators), every RNG
+state, and mid-epoch the running loss and metric sums, so the epoch's logged loss and
+the final weights equal those of a run that was never interrupted.
+
+Mid-epoch, the loader's order and the global RNGs are needed at two moments: the data
+order is drawn when the epoch starts (a DataLoader without its own generator draws it
+from the global RNG), dropout continues from where the backup was taken. So the RNG
+state of the epoch's start is restored when the resumed epoch begins and the state of
+the backup moment just before its first batch.
+
+This callback runs after all others (`runs_last`): it restores their state after their
+`on_train_begin` has reset it, and saves it after their `on_epoch_end` has updated it.
+"""
+import os
+import re
+import warnings
+from pathlib import Path
+
+from ember.train.callbacks.base import Callback
+from ember.train.checkpoint import BackupFileError, loader_generators, read_backup, rng_state, set_rng_state, \
+    write_backup
+
+_NAME = re.compile(r"backup-(\d{6})-(\d{9})\.zip")
+
+
+class BackupAndRestore(Callback):
+    """Keras' BackupAndRestore, made exact.
+
+    Args:
+        backup_dir: a directory for this run's backups only.
+        save_freq: "epoch" (default), or an int N: back up every N batches. With gradient
+            accumulation, the backup waits for the next optimizer step (partial gradients are
+            not saved); a backup due on an epoch's last batch is taken at the epoch's end.
+        keep: how many of the newest backups to keep (at least 1). With 2 or more, a newest
+            backup that cannot be read is set aside (renamed `*.corrupt`, with a warning) and
+            the run continues from the previous one.
+        delete_checkpoint: as Keras, when fit() returns normally (all epochs done, or stopped by
+            a callback such as EarlyStopping), delete the backups, so running the script again
+            trains from the start. With False the last state stays: running the script again
+            restores the finished run and returns at once.
+
+    Resuming needs the same script: the same model, optimizer, data and callbacks.
+    """
+
+    runs_last = True
+
+    def __init__(self, backup_dir, save_freq="epoch", keep=2, delete_checkpoint=True):
+        if not backup_dir:
+            raise ValueError("BackupAndRestore needs a backup_dir (a directory for this run's backups)")
+        if save_freq != "epoch" and not (isinstance(save_freq, int) and not isinstance(save_freq, bool)
+                                         and save_freq > 0):
+            raise ValueError(f"save_freq must be 'epoch' or a positive number of batches, got {save_freq!r}")
+        if not (isinstance(keep, int) and keep >= 1):
+            raise ValueError(f"keep must be a positive integer (backups to keep), got {keep!r}")
+        self.backup_dir = Path(backup_dir)
+        self.save_freq, self.keep, self.delete_checkpoint = save_freq, keep, delete_checkpoint
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_begin(self, logs=None):
+        self._since_backup, self._due, self._last_position = 0, False, None
+        self._epoch_start = None  # RNG and loader states when this epoch began (mid-epoch backups)
+        self._resume_epoch = None  # what a mid-epoch backup restores when its epoch begins
+        self._rng_at_backup = None  # ... and just before the epoch's first batch
+        if self._is_main:
+            self._remove_temporaries()
+        state, path = self._newest_readable()
+        if state is not None:
+            self._restore(state)
+            if self.params.get("verbose") and self._is_main:
+                epoch, step = state["position"]["epoch"], state["position"]["step"]
+                print(f"Resuming from {path}: epoch {epoch + 1}" + (f", batch {step}" if step else ""))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._resume_epoch is not None:
+            self._epoch_start = self._resume_epoch["epoch_start"]
+            set_rng_state(self._epoch_start["rng"])
+            self._load_running(self._resume_epoch["running"])
+            self._rng_at_backup, self._resume_epoch = self._resume_epoch["rng"], None
+        elif self.save_freq != "epoch":
+            self._epoch_start = {"rng": rng_state(), "generators": self._generator_states()}
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._rng_at_backup is not None:
+            set_rng_state(self._rng_at_backup)
+            self._rng_at_backup = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._since_backup += 1
+        step = batch + 1
+        at_optimizer_step = step % self.trainer.compiled.accumulate_steps == 0
+        if self._since_backup < self.save_freq or not (at_optimizer_step or step == self.params.get("steps")):
+            return
+        if step == self.params.get("steps") or self.model.stop_training:
+            self._due = True  # the epoch's end comes next: back up there, with its logs
+            return
+        self._backup(self.trainer.epoch, step, mid_epoch=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._rng_at_backup is not None:  # an iterable of unknown length had no batch left
+            set_rng_state(self._rng_at_backup)
+            self._rng_at_backup = None
+        if self.save_freq == "epoch" or self._due:
+            self._backup(epoch + 1, 0, finished=bool(self.model.stop_training))
+
+    def on_train_end(self, logs=None):
+        if not self._is_main:
+            return
+        if self.delete_checkpoint:
+            for path in self._backups():  # oldest first: an interruption here leaves the newest
+                path.unlink(missing_ok=True)
+            if self.backup_dir.is_dir() and not any(self.backup_dir.iterdir()):
+                self.backup_dir.rmdir()
+        elif self._last_position != (self.trainer.epoch + 1, 0):
+            self._backup(self.trainer.epoch + 1, 0, finished=True)
+
+    # ------------------------------------------------------------------ saving
+    def _backup(self, epoch, step, mid_epoch=False, finished=False):
+        self._since_backup, self._due, self._last_position = 0, False, (epoch, step)
+        if not self._is_main:
+            return
+        trainer = self.trainer
+        state = {
+            "position": {"epoch": epoch, "step": step, "global_step": trainer.global_step, "finished": finished},
+            "params": {k: self.params.get(k) for k in ("epochs", "steps", "batch_size")},
+            "model": self.model.state_dict(),
+            "optimizer": trainer.compiled.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
+            "scaler": trainer.precision.scaler.state_dict(),
+            "callbacks": {key: cb.state_dict() for key, cb in self._other_callbacks().items()},
+            "data_seed": getattr(trainer.train_data, "seed", None),
+            "rng": rng_state(),
+            # Mid-epoch: the loader restarts the epoch, so it needs the generators of the epoch's start.
+            "generators": self._epoch_start["generators"] if mid_epoch else self._generator_states(),
+            "epoch_start_rng": self._epoch_start["rng"] if mid_epoch else None,
+            "running": self._running() if mid_epoch else None,
+        }
+        path = self.backup_dir / f"backup-{epoch:06d}-{step:09d}.zip"
+        write_backup(path, state)
+        for old in self._backups()[:-self.keep]:
+            if old != path:
+                old.unlink(missing_ok=True)
+
+    def _running(self):
+        from ember.train.metrics import TorchMetric
+
+        metrics = []
+        for m in self.trainer.compiled.metrics:
+            if isinstance(m, TorchMetric):  # torchmetrics keeps its sums in the attributes it registered
+                tm = m.metric
+                metrics.append({"torchmetrics": {name: getattr(tm, name) for name in tm._defaults},
+                                "update_count": tm._update_count})
+            else:
+                metrics.append({"total": m.total, "count": m.count})
+        return {"loss_sum": self.trainer._loss_sum, "seen": self.trainer._seen, "metrics": metrics}
+
+    def _load_running(self, running):
+        from ember.train.metrics import TorchMetric
+
+        device = self.trainer.device
+        self.trainer._loss_sum = running["loss_sum"].to(device)
+        self.trainer._seen = running["seen"]
+        for m, saved in zip(self.trainer.compiled.metrics, running["metrics"]):
+            if isinstance(m, TorchMetric):
+                for name, value in saved["torchmetrics"].items():
+                    setattr(m.metric, name, [v.to(device) for v in value] if isinstance(value, list)
+                            else value.to(device))
+                m.metric._update_count, m.metric._computed = saved["update_count"], None
+            else:
+                m.total = None if saved["total"] is None else saved["total"].to(device)
+                m.count = None if saved["count"] is None else saved["count"].to(device)
+
+    def _generator_states(self):
+        return {role: g.get_state() for role, g in loader_generators(self.trainer.train_data).items()}
+
+    # ------------------------------------------------------------------ restoring
+    def _restore(self, state):
+        trainer, model = self.trainer, self.model
+        self._check_fits(state)
+        model.load_state_dict(state["model"])
+        trainer.compiled.optimizer.load_state_dict(state["optimizer"])
+        if state["scheduler"] is not None and trainer.scheduler is not None:
+            trainer.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"] and trainer.precision.scaler.is_enabled():
+            trainer.precision.scaler.load_state_dict(state["scaler"])
+        callbacks = self._other_callbacks()
+        for key, cb_state in state["callbacks"].items():
+            if key in callbacks:
+                callbacks[key].load_state_dict(cb_state)
+        missing = sorted(set(callbacks) - set(state["callbacks"]))
+        if missing:
+            warnings.warn(f"callbacks not in the backup start afresh: {', '.join(missing)}", RuntimeWarning,
+                          stacklevel=3)
+        if state["data_seed"] is not None and hasattr(trainer.train_data, "seed"):
+            trainer.train_data.seed = state["data_seed"]
+        for role, generator in loader_generators(trainer.train_data).items():
+            if role in state["generators"]:
+                generator.set_state(state["generators"][role])
+        set_rng_state(state["rng"])
+
+        position = state["position"]
+        trainer.global_step = position["global_step"]
+        trainer.start_epoch, trainer.start_step = position["epoch"], position["step"]
+        # The last epoch run; on_train_end reads it when the loop has nothing left to run.
+        trainer.epoch = position["epoch"] - 1 if position["step"] == 0 else position["epoch"]
+        if position["finished"]:
+            trainer.start_epoch = max(position["epoch"], self.params.get("epochs") or 0)
+        if state["running"] is not None:
+            self._resume_epoch = {"epoch_start": {"rng": state["epoch_start_rng"],
+                                                  "generators": state["generators"]},
+                                  "running": state["running"], "rng": state["rng"]}
+        self._last_position = (position["epoch"], position["step"])
+
+    def _check_fits(self, state):
+        """Refuse a backup of another model before changing anything."""
+        own = self.model.state_dict()
+        saved = state["model"]
+        problems = [f"missing: {', '.join(sorted(set(own) - set(saved)))}" if set(own) - set(saved) else "",
+                    f"unexpected: {', '.join(sorted(set(saved) - set(own)))}" if set(saved) - set(own) else ""]
+        problems += [f"{k}: backup {tuple(saved[k].shape)} vs model {tuple(own[k].shape)}"
+                     for k in sorted(set(own) & set(saved)) if tuple(saved[k].shape) != tuple(own[k].shape)]
+        groups = [len(g["params"]) for g in state["optimizer"]["param_groups"]]
+        now = [len(g["params"]) for g in self.trainer.compiled.optimizer.param_groups]
+        if groups != now:
+            problems.append(f"optimizer parameter groups: backup {groups} vs now {now}")
+        problems = [p for p in problems if p]
+        if problems:
+            raise ValueError(f"the backup in {self.backup_dir} is of another model or optimizer: "
+                             + " | ".join(problems)
+                             + ". Resume with the same script, or point backup_dir/resume at a new directory.")
+        saved_steps, steps = state["params"].get("steps"), self.params.get("steps")
+        if saved_steps != steps:
+            warnings.warn(f"the backup was taken with {saved_steps} batches per epoch, this run has {steps}: "
+                          "the data changed, so the resumed run will not match an uninterrupted one",
+                          RuntimeWarning, stacklevel=4)
+
+    def _newest_readable(self):
+        for path in reversed(self._backups()):
+            try:
+                return read_backup(path), path
+            except BackupFileError as error:
+                aside = path.with_name(path.name + ".corrupt")
+                if self._is_main:
+                    os.replace(path, aside)
+                warnings.warn(f"{error}. Set it aside as {aside.name}; resuming from the previous backup.",
+                              RuntimeWarning, stacklevel=3)
+        return None, None
+
+    # ------------------------------------------------------------------ files and helpers
+    def _backups(self):
+        """This run's backup files, oldest first."""
+        if not self.backup_dir.is_dir():
+            return []
+        found = [(tuple(map(int, m.groups())), p) for p in self.backup_dir.iterdir()
+                 if (m := _NAME.fullmatch(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def _remove_temporaries(self):
+        # A kill between writing and renaming leaves ember.io's temporary file behind.
+        if self.backup_dir.is_dir():
+            for path in self.backup_dir.glob(".backup-*.zip.*.tmp"):
+                path.unlink(missing_ok=True)
+
+    def _other_callbacks(self):
+        """Every other callback of this fit(), keyed by class name (and #n for repeats)."""
+        keyed, counts = {}, {}
+        for cb in getattr(self.trainer, "callbacks", ()):
+            if cb is self:
+                continue
+            name = type(cb).__name__
+            counts[name] = counts.get(name, 0) + 1
+            keyed[name if counts[name] == 1 else f"{name}#{counts[name]}"] = cb
+        return keyed
+
+    @property
+    def _is_main(self):
+        strategy = getattr(self.trainer, "strategy", None)
+        return strategy is None or strategy.is_main

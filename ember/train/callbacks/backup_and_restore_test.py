@@ -1,0 +1,188 @@
+"""BackupAndRestore in one process: a run interrupted by an exception and fitted again must end
+bit-identical to one that was never interrupted (weights, logged history, callback decisions)."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+import ember
+from ember import layers
+from ember.callbacks import BackupAndRestore, CSVLogger, EarlyStopping, ReduceLROnPlateau
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAt(ember.callbacks.Callback):
+    """Raises after the n-th batch this process trains (a crash that skips on_train_end)."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.n:
+            raise Interrupt
+
+
+class Pairs(Dataset):
+    """A map-style Dataset that is not a TensorDataset (which ember slices as arrays)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def _run(backup=None, interrupt_at=None, data="arrays", epochs=3, metrics=("accuracy",), extra=(), **compile_args):
+    ember.seed(7)
+    x = np.random.rand(50, 6).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 1).astype("int64")
+    model = ember.Sequential([layers.Dense(12, activation="relu"), layers.Dropout(0.4), layers.Dense(2)])
+    compile_args = {"lr": 0.02, "lr_schedule": "cosine", "lr_schedule_interval": "batch", **compile_args}
+    model.compile("adamw", "sparse_categorical_crossentropy", list(metrics), **compile_args)
+    callbacks = [EarlyStopping("loss", patience=50), ReduceLROnPlateau("loss", patience=1, factor=0.5), *extra]
+    if interrupt_at:
+        callbacks.insert(0, InterruptAt(interrupt_at))
+    if backup is not None:
+        callbacks.append(backup)
+    if data == "arrays":
+        inputs = dict(x=x, y=y)
+    elif data == "dataset":  # ember builds the DataLoader, with its own generator
+        inputs = dict(x=Pairs(x, y))
+    else:  # the user's DataLoader: no generator, so its order comes from the global torch RNG
+        inputs = dict(x=DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=8,
+                                   shuffle=True))
+    history = model.fit(**inputs, batch_size=8, epochs=epochs, verbose=0, callbacks=callbacks)
+    return model, history
+
+
+def _assert_same(a, b):
+    (model_a, history_a), (model_b, history_b) = a, b
+    for (name, ta), tb in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(ta, tb), name
+    assert history_a.history == history_b.history
+
+
+def _interrupted_then_resumed(tmp_path, interrupt_at, **options):
+    make = lambda: BackupAndRestore(tmp_path / "backup", **{k: v for k, v in options.items()  # noqa: E731
+                                                           if k in ("save_freq", "keep", "delete_checkpoint")})
+    run_options = {k: v for k, v in options.items() if k not in ("save_freq", "keep", "delete_checkpoint")}
+    with pytest.raises(Interrupt):
+        _run(make(), interrupt_at=interrupt_at, **run_options)
+    return _run(make(), **run_options)
+
+
+@pytest.mark.parametrize("data", ["arrays", "dataset", "user_loader"])
+def test_mid_epoch_resume_is_bit_identical(tmp_path, data):
+    reference = _run(data=data)
+    _assert_same(_interrupted_then_resumed(tmp_path, 12, save_freq=2, data=data), reference)
+
+
+def test_epoch_resume_restores_callbacks_and_csv(tmp_path):
+    csv = lambda name: CSVLogger(tmp_path / name)  # noqa: E731
+    reference = _run(extra=[csv("ref.csv")], epochs=4)
+    resumed = _interrupted_then_resumed(tmp_path, 17, extra=[csv("run.csv")], epochs=4)
+    _assert_same(resumed, reference)
+    assert (tmp_path / "run.csv").read_text() == (tmp_path / "ref.csv").read_text()
+    assert not (tmp_path / "backup").exists()  # delete_checkpoint=True: removed once fit() returned
+
+
+def test_torchmetrics_and_accumulation_resume_mid_epoch(tmp_path):
+    torchmetrics = pytest.importorskip("torchmetrics")
+    metric = lambda: torchmetrics.Accuracy(task="multiclass", num_classes=2)  # noqa: E731
+    reference = _run(metrics=("accuracy", metric()), accumulate_steps=2)
+    backup_dir = tmp_path / "backup"
+    with pytest.raises(Interrupt):
+        _run(BackupAndRestore(backup_dir, save_freq=1), interrupt_at=10, metrics=("accuracy", metric()),
+             accumulate_steps=2)
+    # Partial gradients are not saved, so backups wait for optimizer steps (even batch counts).
+    assert [int(p.stem.split("-")[2]) % 2 for p in backup_dir.glob("backup-*.zip")] == [0, 0]
+    resumed = _run(BackupAndRestore(backup_dir, save_freq=1), metrics=("accuracy", metric()), accumulate_steps=2)
+    _assert_same(resumed, reference)
+
+
+def test_corrupt_newest_backup_falls_back_to_the_previous(tmp_path):
+    reference = _run()
+    backup_dir = tmp_path / "backup"
+    with pytest.raises(Interrupt):
+        _run(BackupAndRestore(backup_dir), interrupt_at=20)
+    newest = sorted(backup_dir.glob("backup-*.zip"))[-1]
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped bit in the tensors: the zip CRC catches it
+    newest.write_bytes(bytes(data))
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        resumed = _run(BackupAndRestore(backup_dir, delete_checkpoint=False))
+    _assert_same(resumed, reference)
+    assert (backup_dir / (newest.name + ".corrupt")).exists()  # set aside, not deleted
+
+
+def test_no_readable_backup_starts_over_and_keeps_the_bad_files(tmp_path):
+    backup_dir = tmp_path / "backup"
+    backup_dir.mkdir()
+    (backup_dir / "backup-000002-000000000.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.warns(RuntimeWarning, match="corrupt or truncated"):
+        resumed = _run(BackupAndRestore(backup_dir))
+    _assert_same(resumed, _run())
+    assert [p.name for p in backup_dir.iterdir()] == ["backup-000002-000000000.zip.corrupt"]
+
+
+def test_finished_run_kept_with_delete_checkpoint_false_returns_at_once(tmp_path):
+    backup_dir = tmp_path / "backup"
+    first = _run(BackupAndRestore(backup_dir, delete_checkpoint=False))
+    counter = InterruptAt(10**9)
+    again = _run(BackupAndRestore(backup_dir, delete_checkpoint=False), extra=[counter])
+    assert counter.seen == 0
+    _assert_same(again, first)
+
+
+def test_early_stopping_decision_survives_a_crash(tmp_path):
+    def run(backup=None, interrupt_at=None):
+        stop = EarlyStopping("loss", patience=1, min_delta=10.0)  # never improves enough: stops at epoch 2
+        return _run(backup, interrupt_at=interrupt_at, epochs=6, extra=[stop])
+
+    reference = run()
+    assert len(reference[1].history["loss"]) == 2
+    with pytest.raises(Interrupt):
+        run(BackupAndRestore(tmp_path / "b", delete_checkpoint=False), interrupt_at=9)
+    resumed = run(BackupAndRestore(tmp_path / "b", delete_checkpoint=False))
+    _assert_same(resumed, reference)
+    counter = InterruptAt(10**9)  # the kept backup says "stopped": nothing more to train
+    _run(BackupAndRestore(tmp_path / "b", delete_checkpoint=False), epochs=6, extra=[counter])
+    assert counter.seen == 0
+
+
+def test_keeps_the_newest_k_and_no_temporaries(tmp_path):
+    backup_dir = tmp_path / "backup"
+    with pytest.raises(Interrupt):
+        _run(BackupAndRestore(backup_dir, save_freq=1, keep=3), interrupt_at=15)
+    # 7 batches an epoch; the 15th batch is epoch 3's first. A backup due on an epoch's last batch is
+    # taken at its end, as "epoch 2 done" (000002-000000000).
+    assert sorted(os.listdir(backup_dir)) == ["backup-000001-000000005.zip", "backup-000001-000000006.zip",
+                                              "backup-000002-000000000.zip"]
+
+
+def test_backup_of_another_model_is_refused_before_anything_changes(tmp_path):
+    backup_dir = tmp_path / "backup"
+    with pytest.raises(Interrupt):
+        _run(BackupAndRestore(backup_dir), interrupt_at=8)
+    ember.seed(0)
+    other = ember.Sequential([layers.Dense(5), layers.Dense(2)])
+    other.compile("adamw", "sparse_categorical_crossentropy")
+    x, y = np.random.rand(20, 6).astype("float32"), np.zeros(20, dtype="int64")
+    with pytest.raises(ValueError, match="another model or optimizer.*mis|another model or optimizer"):
+        other.fit(x, y, epochs=1, verbose=0, resume=backup_dir)
+    assert len(list(backup_dir.glob("backup-*.zip"))) == 1
+
+
+@pytest.mark.parametrize("bad", [dict(save_freq=0), dict(save_freq="batch"), dict(keep=0), dict(backup_dir="")])
+def test_bad_arguments_say_what_is_expected(tmp_path, bad):
+    with pytest.raises(ValueError, match="save_freq|keep|backup_dir"):
+        BackupAndRestore(**{"backup_dir": tmp_path, **bad})
