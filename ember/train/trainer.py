@@ -80,7 +80,10 @@ class Trainer:
                 user_callbacks.append(BackupAndRestore(resume))
         shown = [ProgressBar(verbose)] if verbose and self.strategy.is_main else []
         params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "verbose": verbose}
-        cbs = CallbackList(user_callbacks + [history] + shown, model, self, params)
+        # A callback marked runs_last (BackupAndRestore) restores and saves the others' state after theirs.
+        last = [cb for cb in user_callbacks if getattr(cb, "runs_last", False)]
+        first = [cb for cb in user_callbacks if not getattr(cb, "runs_last", False)]
+        cbs = self.callbacks = CallbackList(first + [history] + shown + last, model, self, params)
         self.train_data, self.start_epoch, self.start_step = train, initial_epoch, 0
         model.stop_training = False
         logs = {}
