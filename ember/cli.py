@@ -7,6 +7,7 @@ import sys
 COMMANDS = [
     ("demo", "ember.demo", "train the seed's ConvNet on digits, evaluate, export, print the report"),
     ("convert", "ember.keras.cli", "convert a Keras .keras/.h5 model to an ember model file (no TensorFlow)"),
+    ("serve", "ember.serve.cli", "serve exports over TF Serving and KServe v2 REST, with dynamic batching"),
 ]
 
 

@@ -1,0 +1,91 @@
+"""`ember serve --config FILE`: a JSON file of server settings and per-model overrides.
+
+{
+  "max_body_bytes": 16777216,          # larger request bodies are answered 413
+  "poll_seconds": 1.0,                 # how often the repository is scanned for new versions
+  "batching": {"enabled": true, "max_batch_size": 32, "batch_timeout_micros": 1000,
+               "max_enqueued_batches": 64, "num_batch_threads": 1},
+  "runtime": "onnx",                   # or "torch" (model.pt2); default: onnx when model.onnx exists
+  "intra_op_threads": 0,               # runtime threads per call; 0 lets the runtime decide
+  "allow_nonfinite": false,            # NaN/inf inputs are rejected unless true
+  "models": {"NAME": {"batching": {...}, "runtime": ..., "intra_op_threads": ..., "allow_nonfinite": ...,
+                      "version_labels": {"stable": 1, "canary": 2}}}
+}
+"""
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ember.serve.batching import BatchingOptions
+
+_MODEL_KEYS = ("batching", "runtime", "intra_op_threads", "allow_nonfinite", "version_labels")
+_SERVER_KEYS = ("max_body_bytes", "poll_seconds", "models") + _MODEL_KEYS[:-1]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    batching: BatchingOptions = BatchingOptions()
+    runtime: str | None = None
+    intra_op_threads: int = 0
+    allow_nonfinite: bool = False
+    version_labels: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    max_body_bytes: int = 16 * 1024 * 1024
+    poll_seconds: float = 1.0
+    defaults: ModelConfig = ModelConfig()
+    models: dict = field(default_factory=dict)  # name -> ModelConfig
+
+    def for_model(self, name: str) -> ModelConfig:
+        return self.models.get(name, self.defaults)
+
+
+def load_config(path=None, **batching_overrides) -> ServeConfig:
+    """Read the JSON config file (if any); command-line batching flags override its defaults."""
+    raw = {}
+    if path is not None:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file {path} does not exist") from None
+        except json.JSONDecodeError as error:
+            raise ValueError(f"config file {path} is not valid JSON: {error}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"config file {path}: expected a JSON object with keys {', '.join(_SERVER_KEYS)}")
+    _check_keys(raw, _SERVER_KEYS, "the config file")
+    batching = {**raw.get("batching", {}), **{k: v for k, v in batching_overrides.items() if v is not None}}
+    defaults = _model_config({**raw, "batching": batching}, ModelConfig(), "the config file")
+    models = raw.get("models", {})
+    if not isinstance(models, dict):
+        raise ValueError("config \"models\": expected an object {model name: settings}")
+    return ServeConfig(
+        max_body_bytes=int(raw.get("max_body_bytes", ServeConfig.max_body_bytes)),
+        poll_seconds=float(raw.get("poll_seconds", ServeConfig.poll_seconds)), defaults=defaults,
+        models={name: _model_config(_check_keys(settings, _MODEL_KEYS, f"config model {name!r}"), defaults,
+                                    f"config model {name!r}") for name, settings in models.items()})
+
+
+def _model_config(raw: dict, base: ModelConfig, where: str) -> ModelConfig:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected an object with keys {', '.join(_MODEL_KEYS)}")
+    batching = raw.get("batching", {})
+    _check_keys(batching, [f.name for f in dataclasses.fields(BatchingOptions)], f"{where} batching")
+    labels = raw.get("version_labels", base.version_labels)
+    if not all(isinstance(v, int) for v in labels.values()):
+        raise ValueError(f"{where} version_labels: expected {{label: version number}}, got {labels!r}")
+    return ModelConfig(
+        batching=dataclasses.replace(base.batching, **batching), runtime=raw.get("runtime", base.runtime),
+        intra_op_threads=int(raw.get("intra_op_threads", base.intra_op_threads)),
+        allow_nonfinite=bool(raw.get("allow_nonfinite", base.allow_nonfinite)), version_labels=dict(labels))
+
+
+def _check_keys(raw: dict, known, where: str):
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected an object with keys {', '.join(known)}, got {raw!r}")
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}; expected {', '.join(known)}")
+    return raw

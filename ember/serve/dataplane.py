@@ -1,0 +1,101 @@
+"""The data plane both protocols share: find the model version, check inputs against its signature,
+run them through its batcher, count everything. Routes decode and encode; nothing here knows HTTP."""
+import time
+
+import numpy as np
+
+from ember.serve.batching import QueueFull
+from ember.serve.errors import BadRequest, ServeError, Unavailable
+
+# Which numpy kinds a request's values may have for each kind the model takes (JSON numbers are
+# int64/float64/bool; binary tensors must match exactly, which the v2 route checks).
+_ACCEPTED_KINDS = {"f": "fiub", "i": "iub", "u": "iub", "b": "b"}
+
+
+class DataPlane:
+    def __init__(self, repository, metrics):
+        self.repository = repository
+        self.metrics = metrics
+
+    # -- health and metadata -------------------------------------------------------------------------
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.repository.ready()
+
+    def model(self, name: str, version: int | None = None, label: str | None = None):
+        return self.repository.get(name, version, label)
+
+    def statuses(self, name: str, version: int | None = None, label: str | None = None) -> list:
+        return self.repository.statuses(name, version, label)
+
+    # -- inference -----------------------------------------------------------------------------------
+    async def infer(self, served, inputs: dict, protocol: str) -> dict:
+        """Named arrays in (any JSON-compatible dtype), the model's named output arrays out."""
+        started = time.perf_counter()
+        metrics = served.metrics
+        metrics.requests[protocol].inc()
+        try:
+            arrays, rows = self._conform(served, inputs)
+            return await self._run(served, arrays, rows)
+        except ServeError as error:
+            metrics.error(error.status)
+            raise
+        finally:
+            metrics.latency.observe(time.perf_counter() - started)
+
+    async def classify_text(self, served, texts: list, protocol: str) -> dict:
+        """Raw strings in, {"label": labels, "probabilities": rows} out (text classifiers only)."""
+        if served.text is None:
+            raise BadRequest(f"model {served.name!r} takes {self._expected(served)}; raw strings are accepted "
+                             f"only by text classifiers exported with a tokenizer")
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise BadRequest("expected a non-empty list of strings")
+        return served.text.decode(await self.infer(served, served.text.encode(texts), protocol))
+
+    async def _run(self, served, arrays: dict, rows: int) -> dict:
+        try:
+            return await served.batcher.submit(arrays, rows)
+        except QueueFull as error:
+            raise Unavailable(f"model {served.name!r} version {served.version}: {error}") from None
+        except ServeError:
+            raise
+        except Exception as error:  # the runtime refused inputs that match the signature
+            raise BadRequest(f"model {served.name!r} could not run on this input: "
+                             f"{str(error).strip().splitlines()[-1][:500]}") from None
+
+    def _conform(self, served, inputs: dict) -> tuple:
+        signature = served.signature
+        missing = [n for n in signature.input_names if n not in inputs]
+        unknown = [n for n in inputs if n not in signature.input_names]
+        if missing or unknown:
+            raise BadRequest(f"model {served.name!r} takes inputs {self._expected(served)}; "
+                             f"missing {missing}, unknown {unknown}")
+        arrays, rows = {}, None
+        for spec in signature.inputs:
+            array = inputs[spec.name]
+            if array.dtype.kind not in _ACCEPTED_KINDS.get(spec.dtype.kind, spec.dtype.kind):
+                raise BadRequest(f"input {spec.name!r}: expected {spec.dtype.name} values, got {array.dtype.name}"
+                                 + (" (non-numeric or ragged data)" if array.dtype.kind in "OUS" else ""))
+            if array.ndim != len(spec.shape) or any(e not in (-1, d) for e, d in zip(spec.shape, array.shape)):
+                raise BadRequest(f"input {spec.name!r}: expected shape {list(spec.shape)} (-1: any size), "
+                                 f"got {list(array.shape)}")
+            if array.shape[0] == 0:
+                raise BadRequest(f"input {spec.name!r}: expected at least one row, got none")
+            if rows is not None and array.shape[0] != rows:
+                raise BadRequest(f"inputs must have the same number of rows: {rows} and {array.shape[0]} "
+                                 f"({spec.name!r})")
+            rows = array.shape[0]
+            if array.dtype != spec.dtype:
+                with np.errstate(over="ignore"):
+                    array = array.astype(spec.dtype)
+            if spec.dtype.kind == "f" and not served.config.allow_nonfinite and not np.isfinite(array).all():
+                raise BadRequest(f"input {spec.name!r}: expected finite numbers, got NaN or infinity (values out "
+                                 f"of {spec.dtype.name} range count as infinity)")
+            arrays[spec.name] = array
+        return arrays, rows
+
+    @staticmethod
+    def _expected(served) -> str:
+        return ", ".join(spec.describe() for spec in served.signature.inputs)

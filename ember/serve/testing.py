@@ -1,0 +1,161 @@
+"""Helpers for tests and benchmarks: tiny exported models and a real server on a loopback port."""
+import atexit
+import functools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import torch
+from torch import nn
+
+from ember.io import atomic_write_text
+
+
+class TinyClassifier(nn.Module):
+    """4 features -> 3 classes: small enough to export in a few seconds."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class TinyTextClassifier(nn.Module):
+    """Mean-pooled embeddings -> 2 classes, with the HF-style inputs input_ids and attention_mask."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(vocab_size, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, input_ids, attention_mask):
+        mask = attention_mask.unsqueeze(-1).to(torch.float32)
+        pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(pooled)
+
+
+def write_signature(folder: Path, inputs, outputs, task=None, labels=None, output_kind=None, tokenizer=None):
+    signature = {"format": "ember-export", "version": 1, "inputs": inputs, "outputs": outputs, "task": task,
+                 "labels": labels, "output_kind": output_kind, "tokenizer": tokenizer}
+    atomic_write_text(Path(folder) / "signature.json", json.dumps(signature, indent=2))
+
+
+def export_tiny_classifier(folder, seed: int = 0, program: bool = False) -> nn.Module:
+    """Export TinyClassifier to folder/model.onnx (+ model.pt2 when `program`) with its signature.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = TinyClassifier(seed).eval()
+    example = torch.randn(7, 4)
+    batch = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
+    torch.onnx.export(model, (example,), str(folder / "model.onnx"), input_names=["input"],
+                      output_names=["output"], dynamic_shapes=batch, dynamo=True, external_data=False)
+    write_signature(folder, [{"name": "input", "dtype": "float32", "shape": [-1, 4]}],
+                    [{"name": "output", "dtype": "float32", "shape": [-1, 3]}],
+                    task="classification", labels=["a", "b", "c"], output_kind="logits")
+    if program:
+        torch.export.save(torch.export.export(model, (example,), dynamic_shapes=batch), str(folder / "model.pt2"))
+    return model
+
+
+def export_tiny_text_classifier(folder) -> nn.Module:
+    """A text classifier with a word-level tokenizer.json, exported as HF classifiers are (contract)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "great", "movie", "awful", "film", "boring", "fun", "the", "a"]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    model = TinyTextClassifier(len(words)).eval()
+    ids = torch.randint(0, len(words), (3, 5))
+    dims = {0: torch.export.Dim("batch", min=1, max=4096), 1: torch.export.Dim("sequence", min=1, max=512)}
+    torch.onnx.export(model, (ids, torch.ones_like(ids)), str(folder / "model.onnx"),
+                      input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                      dynamic_shapes={"input_ids": dims, "attention_mask": dims}, dynamo=True,
+                      external_data=False)
+    spec = {"dtype": "int64", "shape": [-1, -1]}
+    write_signature(folder, [{"name": "input_ids", **spec}, {"name": "attention_mask", **spec}],
+                    [{"name": "logits", "dtype": "float32", "shape": [-1, 2]}], task="text_classification",
+                    labels=["negative", "positive"], output_kind="logits",
+                    tokenizer={"file": "tokenizer.json", "max_length": 16})
+    return model
+
+
+@functools.cache
+def exported(kind: str, seed: int = 0) -> Path:
+    """An export folder made once per process: "tiny" (onnx + pt2) or "text"; copy it, never modify it."""
+    folder = Path(_cache_dir()) / f"{kind}-{seed}"
+    if kind == "tiny":
+        export_tiny_classifier(folder, seed=seed, program=True)
+    elif kind == "text":
+        export_tiny_text_classifier(folder)
+    else:
+        raise ValueError(f"unknown test export {kind!r}: expected 'tiny' or 'text'")
+    return folder
+
+
+@functools.cache
+def _cache_dir() -> str:
+    directory = tempfile.mkdtemp(prefix="ember-serve-exports-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`ember serve` in a subprocess on a free loopback port; a context manager that stops it."""
+
+    def __init__(self, path, *args, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "ember.cli", "serve", str(path), "--port", str(self.port), *args]
+        self.process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+
+    def wait_ready(self, timeout: float = 60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ember serve exited with {self.process.returncode}:\n{self.process.stdout.read()}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"ember serve was not ready within {timeout}s")
+
+    def stop(self, timeout: float = 20.0) -> str:
+        """SIGTERM, wait, return the server's output."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.stdout.read()
+
+    def __enter__(self):
+        return self.wait_ready()
+
+    def __exit__(self, *exc):
+        self.stop()

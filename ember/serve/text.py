@@ -1,0 +1,41 @@
+"""Raw strings in, labels and probabilities out, for text classifiers exported with their tokenizer."""
+from pathlib import Path
+
+import numpy as np
+
+
+class TextClassifierIO:
+    """Tokenizes a request's strings into input_ids/attention_mask and turns outputs into labels."""
+
+    def __init__(self, folder: Path, signature):
+        from tokenizers import Tokenizer
+
+        settings = signature.tokenizer
+        if not isinstance(settings, dict) or "file" not in settings:
+            raise ValueError(f"{folder}/signature.json: \"tokenizer\" must be {{\"file\": ..., \"max_length\": ...}}")
+        self._tokenizer = Tokenizer.from_file(str(Path(folder) / settings["file"]))
+        self._tokenizer.enable_truncation(int(settings.get("max_length", 512)))
+        self._tokenizer.enable_padding()  # to the longest string of the request
+        self._input_names = signature.input_names
+        unknown = set(self._input_names) - {"input_ids", "attention_mask", "token_type_ids"}
+        if unknown:
+            raise ValueError(f"{folder}: a tokenizer feeds input_ids, attention_mask and token_type_ids, "
+                             f"but the model also takes {sorted(unknown)}")
+        self._output = signature.output_names[0]
+        self._labels = np.array(signature.labels or [str(i) for i in range(signature.outputs[0].shape[-1])],
+                                dtype=object)
+        self._softmax = signature.output_kind != "probabilities"
+
+    def encode(self, texts: list) -> dict:
+        encodings = self._tokenizer.encode_batch(texts)
+        arrays = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                  "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                  "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64)}
+        return {name: arrays[name] for name in self._input_names}
+
+    def decode(self, outputs: dict) -> dict:
+        scores = outputs[self._output].astype(np.float32, copy=False)
+        if self._softmax:
+            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            scores /= scores.sum(axis=-1, keepdims=True)
+        return {"label": self._labels[scores.argmax(axis=-1)], "probabilities": scores}
