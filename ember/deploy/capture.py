@@ -1,0 +1,70 @@
+"""Capture a model's forward as a graph (torch.export), turning failures into actionable errors.
+
+Every graph exporter starts here: ONNX and `.pt2` from the dynamic-batch capture, TFLite
+and ExecuTorch from a static one. A forward that cannot be captured raises `CaptureError`
+naming the construct, the line of the user's code that hit it, and a fix.
+"""
+import re
+import traceback
+from pathlib import Path
+
+import torch
+
+from ember.deploy.inputs import ModelInputs
+
+_TORCH_DIR = str(Path(torch.__file__).parent)
+_EMBER_DEPLOY_DIR = str(Path(__file__).parent)
+
+# (pattern in the error text, what the construct is, how to fix it)
+_KNOWN = [
+    (r"data-dependent|GuardOnDataDependent|item\(\)",
+     "Python control flow or a shape that depends on a tensor's values (`if x.sum() > 0`, `.item()`, "
+     "`range(int(x))`)",
+     "use tensor operations (torch.where, masking) or torch.cond instead of Python `if` on tensor values"),
+    (r"specialized it to be a constant|Constraints violated \(batch",
+     "code that fixes the batch size (e.g. `x.view(64, -1)`)",
+     "reshape with `x.flatten(1)` or `x.view(x.size(0), -1)` so any batch size works"),
+    (r"\.numpy\(\)|tolist|data pointer|Cannot access storage|tensor subclasses",
+     "a conversion of a tensor to numpy or Python data (`.numpy()`, `.tolist()`)",
+     "keep the computation in torch operations inside forward"),
+]
+
+
+class CaptureError(RuntimeError):
+    """The model's forward cannot be captured as a graph; the message says what and how to fix it."""
+
+
+def capture(model, inputs: ModelInputs, dynamic: bool = True) -> torch.export.ExportedProgram:
+    """torch.export the model in eval mode; `dynamic` makes the batch (and text sequence) variable."""
+    if dynamic:
+        inputs = inputs.at_least_two_rows()
+    args, kwargs = inputs.args_kwargs()
+    try:
+        return torch.export.export(model, args, kwargs, dynamic_shapes=inputs.dynamic_shapes() if dynamic else None,
+                                   strict=False)
+    except Exception as error:
+        raise CaptureError(explain(error, type(model).__name__)) from error
+
+
+def explain(error: BaseException, model_name: str) -> str:
+    text = f"{type(error).__name__}: {error}"
+    where = user_code_line(error)
+    where = f" at {where}" if where else ""
+    for pattern, construct, fix in _KNOWN:
+        if re.search(pattern, text):
+            return f"cannot capture {model_name}.forward: it uses {construct}{where}. Fix: {fix}."
+    first_line = text.strip().splitlines()[0][:300]
+    return (f"cannot capture {model_name}.forward{where}: {first_line}. Fix: make forward a pure function of "
+            "its tensor inputs (no Python side effects, no numpy, no data-dependent Python control flow), "
+            "or try format='program' to see torch.export's full report.")
+
+
+def user_code_line(error: BaseException) -> str:
+    """'file:line: source' of the innermost frame outside torch and ember.deploy, if any."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not f.filename.startswith((_TORCH_DIR, _EMBER_DEPLOY_DIR))]
+    if frames:
+        frame = frames[-1]
+        return f"{frame.filename}:{frame.lineno}: {(frame.line or '').strip()}"
+    match = re.search(r'File "([^"]+)", line (\d+), in \w+\n\s+(.+)', str(error))
+    return f"{match.group(1)}:{match.group(2)}: {match.group(3).strip()}" if match else ""
