@@ -1,0 +1,131 @@
+"""Fault injection: a training process is SIGKILLed at random moments, including between writing
+a backup and renaming it into place, and restarted until it finishes. Its final weights, logged
+history and CSV log must equal those of a run that was never interrupted, bit for bit.
+
+Run as a script, this file is the training job: `python tests/test_resume.py OUT BACKUP_DIR DATA KILL`,
+KILL being "none", "batch:N" (SIGKILL itself after its N-th batch) or "rename:N" (SIGKILL itself
+when its N-th backup is written and fsynced but not yet renamed into place).
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EPOCHS, SAMPLES, BATCH = 4, 64, 8  # 32 batches
+SAVE_EVERY = 3
+
+
+def train(out: Path, backup_dir: str, data: str, kill: str) -> None:
+    import numpy as np
+    import torch
+
+    import ember
+    from ember import layers
+    from ember.callbacks import BackupAndRestore, Callback, CSVLogger, EarlyStopping, ReduceLROnPlateau
+    from ember.io import atomic_write_text
+
+    kind, _, count = kill.partition(":")
+    if kind == "rename":  # the moment ember.io renames a finished temporary file over a backup
+        real_replace, renames = os.replace, [0]
+
+        def replace(src, dst):
+            if Path(dst).name.startswith("backup-"):
+                renames[0] += 1
+                if renames[0] == int(count):
+                    os.kill(os.getpid(), signal.SIGKILL)
+            real_replace(src, dst)
+
+        os.replace = replace
+
+    class KillAfterBatch(Callback):
+        seen = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            KillAfterBatch.seen += 1
+            if kind == "batch" and KillAfterBatch.seen == int(count):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    ember.seed(2024)
+    x = np.random.rand(SAMPLES, 10).astype("float32")
+    y = (x[:, :3].sum(1) > 1.5).astype("int64")
+    model = ember.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(2)])
+    model.compile("adamw", "sparse_categorical_crossentropy", ["accuracy"], lr=0.01, lr_schedule="cosine",
+                  lr_schedule_interval="batch")
+    callbacks = [KillAfterBatch(), EarlyStopping("loss", patience=50), ReduceLROnPlateau("loss", patience=1),
+                 CSVLogger(out / "log.csv")]
+    if backup_dir != "-":
+        callbacks.append(BackupAndRestore(backup_dir, save_freq=SAVE_EVERY))
+    if data == "dataset":  # a map-style Dataset: ember's DataLoader, whose generator orders the epochs
+        dataset = torch.utils.data.StackDataset(torch.from_numpy(x), torch.from_numpy(y))
+        history = model.fit(dataset, batch_size=BATCH, epochs=EPOCHS, verbose=0, callbacks=callbacks)
+    else:
+        history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0, callbacks=callbacks)
+    model.save_weights(out / "final.safetensors")
+    atomic_write_text(out / "history.json", json.dumps(history.history))
+
+
+def _job(out, backup_dir, data, kill):
+    out.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, __file__, str(out), str(backup_dir), data, kill], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _outputs(out):
+    from safetensors.torch import load_file
+
+    return load_file(out / "final.safetensors"), json.loads((out / "history.json").read_text()), \
+        (out / "log.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The outputs of a run that is never killed (and has no BackupAndRestore), per data kind."""
+    runs = {}
+
+    def get(data):
+        if data not in runs:
+            out = tmp_path_factory.mktemp(f"uninterrupted-{data}")
+            job = _job(out, "-", data, "none")
+            assert job.returncode == 0, job.stderr
+            runs[data] = _outputs(out)
+        return runs[data]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed,data", [(0, "arrays"), (1, "dataset"), (2, "arrays")])
+def test_sigkilled_run_restarted_until_done_equals_uninterrupted(tmp_path, uninterrupted, seed, data):
+    import torch
+
+    rng = random.Random(seed)
+    # Each process trains at most 9 batches before its kill and backs up every 3, so of the 32
+    # batches enough remain for every kill to happen.
+    kills = [f"batch:{rng.randint(1, 9)}", f"rename:{rng.randint(1, 3)}"]
+    rng.shuffle(kills)
+    out, backup_dir = tmp_path / "run", tmp_path / "backups"
+    for kill in kills:
+        died = _job(out, backup_dir, data, kill)
+        assert died.returncode == -signal.SIGKILL, (kill, died.stderr)
+        if kill.startswith("rename"):  # killed after the temporary file was complete, before the rename
+            assert list(backup_dir.glob(".backup-*.tmp")), sorted(os.listdir(backup_dir))
+    finished = _job(out, backup_dir, data, "none")
+    assert finished.returncode == 0, finished.stderr
+
+    (weights, history, csv), (ref_weights, ref_history, ref_csv) = _outputs(out), uninterrupted(data)
+    assert weights.keys() == ref_weights.keys()
+    for name in weights:
+        assert torch.equal(weights[name], ref_weights[name]), name
+    assert history == ref_history
+    assert csv == ref_csv
+    assert not backup_dir.exists()  # delete_checkpoint: removed after the successful end
+
+
+if __name__ == "__main__":
+    train(Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4])
