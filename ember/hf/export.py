@@ -7,14 +7,10 @@ and returns the logits; `tokenizer.json` is the model's fast tokenizer with trun
 .encode_batch(texts)` alone gives the model's inputs; `signature.json` names the task,
 the labels (index = class id) and the tokenizer.
 """
-import json
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from ember.hf.checks import check_max_length, check_tokenizer_matches_model, default_max_length
-from ember.io import atomic_write_text
 
 TOKENIZER_FILE = "tokenizer.json"
 # Example texts of different lengths: the exporter needs >= 2 rows and >= 2 tokens so that
@@ -34,11 +30,13 @@ class SequenceClassifierLogits(nn.Module):
 
 
 def export_text_classifier(model, tokenizer, path, *, max_length=None, label_names=None, **options):
-    """Write model.onnx, tokenizer.json and signature.json into folder `path`; returns the ExportReport.
+    """Write model.onnx, tokenizer.json and signature.json into folder `path`; returns the ExportReport
+    (the ONNX model's difference from eager PyTorch and both latencies).
 
     label_names: class names, index = class id (default: the model's `config.id2label`).
     max_length: the longest token sequence the server feeds (default: the tokenizer's limit, capped by
-    the model's position embeddings). `options` go to `ember.deploy.export.export`.
+    the model's position embeddings). `options` (e.g. `held_out=`) go to `ember.deploy.export.export`,
+    which stages every file and moves them in only when all succeeded.
     """
     from ember.deploy.export import export
 
@@ -54,24 +52,14 @@ def export_text_classifier(model, tokenizer, path, *, max_length=None, label_nam
     check_max_length(max_length, config)
     labels = _label_names(label_names, config)
 
-    path = Path(path)
     example = tokenizer(EXAMPLE_TEXTS, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
                         return_token_type_ids=False)
-    was_training = model.training
-    model.eval()
-    try:
-        report = export(SequenceClassifierLogits(model), path, format="onnx",
-                        example=(example["input_ids"].to(torch.int64), example["attention_mask"].to(torch.int64)),
-                        **options)
-    finally:
-        model.train(was_training)
-    atomic_write_text(path / TOKENIZER_FILE, serving_tokenizer(tokenizer, max_length).to_str())
-    signature_file = path / "signature.json"
-    signature = json.loads(signature_file.read_text())
-    signature.update(task="text_classification", labels=labels, output_kind="logits",
-                     tokenizer={"file": TOKENIZER_FILE, "max_length": max_length})
-    atomic_write_text(signature_file, json.dumps(signature, indent=2))
-    return report
+    tokenizer_json = serving_tokenizer(tokenizer, max_length).to_str().encode()
+    return export(SequenceClassifierLogits(model), path, format="onnx",
+                  example=(example["input_ids"].to(torch.int64), example["attention_mask"].to(torch.int64)),
+                  signature={"task": "text_classification", "labels": labels, "output_kind": "logits",
+                             "tokenizer": {"file": TOKENIZER_FILE, "max_length": max_length}},
+                  extra_files={TOKENIZER_FILE: tokenizer_json}, **options)
 
 
 def serving_tokenizer(tokenizer, max_length):
