@@ -100,13 +100,12 @@ def _decode_inputs(entries: list, binary: memoryview) -> dict:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise BadRequest('each input must be an object with "name", "shape", "datatype" and "data"')
         name, datatype, shape = entry["name"], entry.get("datatype"), entry.get("shape")
-        if datatype not in V2_DATATYPES:
+        if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
             raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}; expected one of {', '.join(V2_DATATYPES)}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise BadRequest(f"input {name!r}: expected \"shape\" as a list of non-negative integers, got {shape!r}")
         dtype, count = np.dtype(V2_DATATYPES[datatype]), int(np.prod(shape, dtype=np.int64))
-        parameters = entry.get("parameters") or {}
-        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        size = _parameters(entry).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise BadRequest(f"input {name!r}: binary_data_size {size!r} does not fit the "
@@ -135,6 +134,11 @@ def _decode_inputs(entries: list, binary: memoryview) -> dict:
     return arrays
 
 
+def _parameters(entry: dict) -> dict:
+    parameters = entry.get("parameters")
+    return parameters if isinstance(parameters, dict) else {}
+
+
 def _unpack_bytes(chunk: memoryview, name: str) -> list:
     values, position = [], 0
     while position < len(chunk):
@@ -150,8 +154,7 @@ def _unpack_bytes(chunk: memoryview, name: str) -> list:
 
 
 def _encode_outputs(served, payload: dict, outputs: dict) -> Response:
-    parameters = payload.get("parameters") if isinstance(payload.get("parameters"), dict) else {}
-    binary_default = parameters.get("binary_data_output") is True
+    binary_default = _parameters(payload).get("binary_data_output") is True
     requested = payload.get("outputs")
     if requested is None:
         wanted = [(name, binary_default) for name in outputs]
@@ -159,8 +162,7 @@ def _encode_outputs(served, payload: dict, outputs: dict) -> Response:
         unknown = [o["name"] for o in requested if o["name"] not in outputs]
         if unknown:
             raise BadRequest(f"unknown output(s) {unknown}; this model has {list(outputs)}")
-        wanted = [(o["name"], (o.get("parameters") or {}).get("binary_data", binary_default) is True)
-                  for o in requested]
+        wanted = [(o["name"], _parameters(o).get("binary_data", binary_default) is True) for o in requested]
     else:
         raise BadRequest('"outputs": expected a list of {"name": output name, "parameters": {...}}')
     tensors, buffers = [], []
