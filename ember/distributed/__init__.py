@@ -1,4 +1,20 @@
-"""Distributed training strategies for fit()."""
-from ember.distributed.strategy import SingleProcess, get_strategy
+"""Distributed training for fit(): `strategy="ddp"` or `"fsdp"`, launched by torchrun or `ember launch`.
 
-__all__ = ["SingleProcess", "get_strategy"]
+Names load on first use: the trainer imports this package, and torch.distributed's
+checkpoint and FSDP modules take seconds to import.
+"""
+import importlib
+
+_EXPORTS = {
+    "DDP": "ember.distributed.ddp", "FSDP": "ember.distributed.fsdp",
+    "SingleProcess": "ember.distributed.strategy", "get_strategy": "ember.distributed.strategy",
+    "save_checkpoint": "ember.distributed.checkpoint", "load_checkpoint": "ember.distributed.checkpoint",
+    "gather_state_dict": "ember.distributed.checkpoint", "CheckpointMismatchError": "ember.distributed.checkpoint",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ember.distributed' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -22,16 +22,32 @@ class SingleProcess:
     def clip_grad_norm(self, model, max_norm):
         return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=True)
 
+    def batch_logs(self, logs):
+        """The batch logs callbacks see (lazy here: reading them syncs the device)."""
+        return logs
+
     def reduce_sum(self, total: torch.Tensor, count: int):
         return total, count
 
-    def reduce_metric(self, metric) -> None:
-        pass
+    def reduce_metric(self, metric):
+        """The metric to read results from (across processes: one with summed state)."""
+        return metric
 
 
 def get_strategy(strategy):
-    if strategy is None or strategy == "single":
+    """A strategy object from None, "single", "ddp", "fsdp" or an instance."""
+    from ember.distributed.ddp import DDP
+    from ember.distributed.fsdp import FSDP
+
+    known = {"single": SingleProcess, "ddp": DDP, "fsdp": FSDP}
+    if strategy is None:
         return SingleProcess()
     if isinstance(strategy, str):
-        raise ValueError(f"unknown strategy {strategy!r}; known: 'single'")
+        if strategy.lower() not in known:
+            raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(repr(k) for k in known)}, "
+                             "or an instance such as ember.distributed.FSDP(cpu_offload=True)")
+        return known[strategy.lower()]()
+    if not isinstance(strategy, SingleProcess):
+        raise TypeError(f"strategy must be one of {', '.join(repr(k) for k in known)} or an ember.distributed "
+                        f"strategy (DDP(), FSDP(...)), got {type(strategy).__name__}")
     return strategy

@@ -63,8 +63,8 @@ class Trainer:
             vx, vy = _split_xy(validation_data)
             val = make_batches(vx, vy, batch_size=validation_batch_size or batch_size, device=self.device,
                                what="validation_data")
+        self._dry_run(train)  # builds lazy layers before a strategy wraps or shards them
         self.forward_model = self.strategy.setup(model, train, c)
-        self._dry_run(train)
         optimizer = c.ensure_optimizer(model)
         steps = len(train)
         per_batch = c.lr_schedule_interval == "batch"
@@ -100,7 +100,7 @@ class Trainer:
                 last_micro = (step + 1) % c.accumulate_steps == 0 or step + 1 == steps
                 self.train_step(move(inputs, self.device), move(targets, self.device), last_micro)
                 self.step_in_epoch = step + 1
-                cbs.call("on_train_batch_end", step, LazyLogs(self.running_logs))
+                cbs.call("on_train_batch_end", step, self.strategy.batch_logs(LazyLogs(self.running_logs)))
                 if model.stop_training:
                     break
             logs = self.running_logs()
@@ -166,6 +166,8 @@ class Trainer:
 
     def _track(self, loss, outputs, targets):
         n = _batch_size(outputs)
+        if n == 0:  # a rank's share of a short last batch can be empty (distributed)
+            return
         self._loss_sum += loss.detach().double() * n
         self._seen += n
         if targets is not None:
@@ -178,8 +180,7 @@ class Trainer:
         loss = (loss_sum / max(seen, 1)).item()
         logs = {"loss": loss}
         for m in self.compiled.metrics:
-            self.strategy.reduce_metric(m)
-            logs[m.name] = float(m.result())
+            logs[m.name] = float(self.strategy.reduce_metric(m).result())
         if math.isnan(loss) and self.model.training and not self.model.stop_training:
             warnings.warn(f"the loss became NaN in epoch {self.epoch + 1} (by batch {self.step_in_epoch}): "
                           "training stopped. Lower the learning rate or clip gradients (clip_grad_norm=).",

@@ -1,0 +1,144 @@
+"""What DDP and FSDP share: the launcher's process group, the global batch split across
+ranks, and losses and metrics summed across ranks before callbacks read them.
+
+`batch_size` is the global batch, as in Keras' MirroredStrategy: every rank walks the
+same global batches (same order, seeded from rank 0) and takes its contiguous share of
+each. A rank's loss is weighted by `local_n * world_size / global_n`, so the averaged
+gradient is the mean over the global batch even when the last batch does not split
+evenly (a rank whose share is empty still runs forward and backward, contributing zero).
+"""
+import copy
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data.distributed import DistributedSampler
+
+from ember.distributed.environment import init_process_group, launcher_env, rank_device, report_errors_to_launcher
+from ember.distributed.strategy import SingleProcess
+from ember.train.data import ArrayBatches, IterableBatches
+
+
+class DataParallel(SingleProcess):
+    def __init__(self, timeout=None):
+        self.env = launcher_env()
+        self.rank = self.env.rank if self.env else 0
+        self.world_size = self.env.world_size if self.env else 1
+        self.is_main = self.rank == 0
+        self.loss_weight = 1.0
+        self.timeout = timeout
+        self.device = rank_device(self.env) if self.env else None
+        if self.env:
+            report_errors_to_launcher()
+            init_process_group(self.env, self.device, timeout)
+
+    @property
+    def grouped(self) -> bool:
+        """True when other processes take part (collectives are needed)."""
+        return self.world_size > 1
+
+    def setup(self, model, batches, compiled):
+        self.device = torch.device(compiled.device) if compiled else self.device
+        if self.grouped and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+            model.to(self.device)
+        if self.grouped:
+            self._split_batches(batches)
+        return model
+
+    def _split_batches(self, batches):
+        if isinstance(batches, ArrayBatches):
+            if batches.num_samples < self.world_size:
+                raise ValueError(f"{batches.num_samples} training samples cannot be split across "
+                                 f"{self.world_size} processes: give every process at least one sample")
+            batches.seed = self._from_rank0(batches.seed)
+            batches.shard = self._take_share
+        elif isinstance(batches, IterableBatches):
+            if isinstance(getattr(batches.iterable, "sampler", None), DistributedSampler):
+                return  # the user's loader already yields this rank's batches
+            generator = getattr(batches.iterable, "generator", None)
+            if generator is not None:
+                generator.manual_seed(self._from_rank0(generator.initial_seed()))
+            batches.iterable = RankShares(batches.iterable, self)
+
+    def _from_rank0(self, value: int) -> int:
+        tensor = torch.tensor([value], dtype=torch.int64, device=self._comm_device())
+        dist.broadcast(tensor, src=0)
+        return int(tensor.item())
+
+    def _comm_device(self):
+        return self.device if self.device is not None and self.device.type == "cuda" else torch.device("cpu")
+
+    def _take_share(self, indices: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous share of one global batch's sample indices."""
+        share = torch.tensor_split(indices, self.world_size)[self.rank]
+        self.loss_weight = len(share) * self.world_size / max(len(indices), 1)
+        return share
+
+    # -------------------------------------------------------- reductions
+    def batch_logs(self, logs):
+        # Every rank reads (and so reduces) the batch logs at every step: a progress bar
+        # that redraws on a timer on rank 0 only would otherwise leave the others out of
+        # the all-reduce, and a callback acting on them would decide differently per rank.
+        return dict(logs) if self.grouped else logs
+
+    def reduce_sum(self, total, count):
+        if not self.grouped:
+            return total, count
+        packed = torch.stack([total.double(), torch.tensor(float(count), dtype=torch.float64, device=total.device)])
+        dist.all_reduce(packed)
+        return packed[0], int(packed[1].item())
+
+    def reduce_metric(self, metric):
+        """A copy of `metric` whose state is summed over all ranks (the running state stays local)."""
+        tensors = metric.state()
+        if not self.grouped or not tensors:
+            return metric
+        flat = torch.cat([t.detach().reshape(-1).double() for t in tensors])
+        dist.all_reduce(flat)
+        sums = {id(t): part.view_as(t).to(t.dtype) for t, part in zip(tensors, flat.split([t.numel() for t in tensors]))}
+        reduced = copy.copy(metric)
+        for name, value in vars(metric).items():
+            if isinstance(value, torch.Tensor) and id(value) in sums:
+                setattr(reduced, name, sums[id(value)])
+        return reduced
+
+
+class RankShares:
+    """Re-iterable over a loader's global batches that yields this rank's share of each."""
+
+    def __init__(self, loader, strategy: DataParallel):
+        self.loader, self.strategy = loader, strategy
+        self.sampler = getattr(loader, "sampler", None)  # IterableBatches calls sampler.set_epoch
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        world, rank = self.strategy.world_size, self.strategy.rank
+        for batch in self.loader:
+            total = _num_samples(batch)
+            share = _share(batch, world, rank)
+            self.strategy.loss_weight = _num_samples(share) * world / max(total, 1)
+            yield share
+
+
+def _share(batch, world, rank):
+    if isinstance(batch, Mapping):
+        return {k: _share(v, world, rank) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_share(v, world, rank) for v in batch)
+    if isinstance(batch, torch.Tensor) and batch.dim():
+        return torch.tensor_split(batch, world)[rank]
+    if isinstance(batch, np.ndarray) and batch.ndim:
+        return np.array_split(batch, world)[rank]
+    return batch
+
+
+def _num_samples(batch) -> int:
+    if isinstance(batch, Mapping):
+        return _num_samples(next(iter(batch.values()), None))
+    if isinstance(batch, (tuple, list)):
+        return _num_samples(batch[0]) if batch else 0
+    return len(batch) if isinstance(batch, (torch.Tensor, np.ndarray)) and batch.ndim else 0

@@ -1,0 +1,175 @@
+"""DDP and FSDP2 under torchrun, with 2 CPU processes on gloo: the same fit() gives the
+weights single-process training gives, on the same global batches.
+
+This file is also the script torchrun starts: `python test_distributed.py train ...`
+(see `worker` at the bottom).
+"""
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ember
+import ember.distributed
+
+WORKER = Path(__file__).resolve()
+README = WORKER.parents[1] / "README.md"
+EMBER = [sys.executable, "-m", "ember.cli"]
+
+
+class Block(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, x):
+        return x + torch.tanh(self.linear(x))
+
+
+class TinyNet(ember.Model):
+    """Repeated blocks, so FSDP shards each block as its own group."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(4, 8)
+        self.blocks = nn.ModuleList([Block(8), Block(8)])
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def data():
+    # 17 samples in global batches of 8: 8, 8, then 1 (rank 1's share of the last is empty)
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(17, 4)).astype("float32"), rng.integers(0, 3, 17)
+
+
+def fit(strategy=None, shuffle=True, verbose=0, callbacks=()):
+    ember.seed(0)
+    model = TinyNet()
+    # SGD, not Adam: Adam's update hardly changes when gradients are scaled, which would hide a
+    # wrongly averaged gradient. The clipping threshold only bites on outliers.
+    model.compile("sgd", loss="cross_entropy", metrics=["accuracy"], lr=0.2, momentum=0.5,
+                  clip_grad_norm=5.0)
+    x, y = data()
+    history = model.fit(x, y, batch_size=8, epochs=3, shuffle=shuffle, strategy=strategy, verbose=verbose,
+                        validation_data=(x[:5], y[:5]), callbacks=list(callbacks))
+    return model, history.history
+
+
+def launch(args, timeout=120, env=None):
+    """`ember launch ... WORKER args`: the job's CompletedProcess."""
+    return subprocess.run([*EMBER, "launch", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def assert_same_run(out: Path, shuffle):
+    reference, reference_history = fit(shuffle=shuffle)
+    weights = torch.load(out / "weights.pt")
+    assert set(weights) == set(reference.state_dict())
+    for name, tensor in reference.state_dict().items():
+        torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=0, msg=name)
+    history = json.loads((out / "history.json").read_text())
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(history[key], reference_history[key], atol=1e-5, err_msg=key)
+
+
+@pytest.mark.slow
+def test_ddp_matches_single_process_and_only_rank0_prints(tmp_path):
+    logs = tmp_path / "logs"
+    job = launch(["-n", "2", "--redirects", "3", "--log-dir", str(logs), str(WORKER), "train", "ddp",
+                  str(tmp_path), "--shuffle", "--verbose"])
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert_same_run(tmp_path, shuffle=True)
+    printed = {p.parent.name: p.read_text() for p in logs.rglob("stdout.log")}
+    assert set(printed) == {"0", "1"}
+    assert "Epoch 3/3" in printed["0"] and "val_accuracy" in printed["0"]
+    assert printed["1"] == ""
+
+
+@pytest.mark.slow
+def test_fsdp_matches_single_process_and_its_checkpoint_loads_into_one_process(tmp_path):
+    job = launch(["-n", "2", str(WORKER), "train", "fsdp", str(tmp_path), "--checkpoint"])
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert_same_run(tmp_path, shuffle=False)
+    model = TinyNet()
+    ember.distributed.load_checkpoint(model, tmp_path / "checkpoint")
+    np.testing.assert_allclose(model.predict(data()[0]), np.load(tmp_path / "predictions.npy"), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_one_rank_crashing_fails_the_job_with_its_error(tmp_path):
+    start = time.monotonic()
+    job = launch(["-n", "2", str(WORKER), "crash", "ddp", str(tmp_path)], timeout=90)
+    assert job.returncode != 0
+    assert time.monotonic() - start < 60
+    assert "rank 1 crashed on purpose" in job.stderr
+    assert "ember launch: worker rank 1" in job.stderr
+
+
+def readme_multi_node_command():
+    """The README's multi-node command, which this test runs as written (with its $HOST and $PORT)."""
+    lines = [line.strip() for line in README.read_text().splitlines() if line.strip().startswith("ember launch --nnodes")]
+    assert len(lines) == 1, "the README's Scale section shows one multi-node command"
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_two_nodes_meeting_through_c10d_rendezvous_train_like_one(tmp_path):
+    command = readme_multi_node_command()
+    with socket.socket() as s:  # a free loopback port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = command.replace("$HOST", "127.0.0.1").replace("$PORT", str(port))
+    script = shlex.split(command)[1:]  # drop "ember": run this interpreter's ember.cli
+    script = script[:script.index("train.py")] + [str(WORKER), "train", "ddp", str(tmp_path), "--shuffle"]
+    nodes = [subprocess.Popen([*EMBER, *script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        results = [node.communicate(timeout=120) for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    for node, (_, err) in zip(nodes, results):
+        assert node.returncode == 0, err[-3000:]
+    assert_same_run(tmp_path, shuffle=True)
+
+
+# ----------------------------------------------------------------- worker
+def worker(argv):
+    """Runs on every rank. `train STRATEGY OUT [--shuffle] [--verbose] [--checkpoint]`: fit and
+    write rank 0's view of the result; `crash STRATEGY OUT`: rank 1 fails in the second batch."""
+    task, strategy, out = argv[0], argv[1], Path(argv[2])
+    if task == "crash":
+        def fail(batch, logs):
+            if int(os.environ["RANK"]) == 1 and batch == 1:
+                raise RuntimeError("rank 1 crashed on purpose")
+
+        fit(strategy, callbacks=[ember.callbacks.LambdaCallback(on_train_batch_begin=fail)])
+        return
+    model, history = fit(strategy, shuffle="--shuffle" in argv, verbose=int("--verbose" in argv))
+    weights = ember.distributed.gather_state_dict(model)
+    predictions = model.predict(data()[0])
+    if "--checkpoint" in argv:
+        ember.distributed.save_checkpoint(model, out / "checkpoint")
+    if int(os.environ["RANK"]) == 0:
+        torch.save(weights, out / "weights.pt")
+        (out / "history.json").write_text(json.dumps(history))
+        np.save(out / "predictions.npy", predictions)
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1:])
