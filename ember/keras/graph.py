@@ -39,9 +39,11 @@ class KerasGraph(Model):
                 shape = build_module(self.layers[name], shape)
             shapes[step["output"]] = shape
 
-    def forward(self, *inputs):
-        if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)) and len(self.input_names) > 1:
-            inputs = tuple(inputs[0])
+    def forward(self, x):
+        """`x`: the input tensor, or for a model with several inputs a list (or a dict by
+        input name) of tensors, as Keras' `model([a, b])`."""
+        inputs = [x[name] for name in self.input_names] if isinstance(x, dict) else \
+            list(x) if isinstance(x, (list, tuple)) else [x]
         if len(inputs) != len(self.input_names):
             raise ValueError(f"this model takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), "
                              f"got {len(inputs)}")

@@ -17,9 +17,9 @@ class _Merge(Layer):
     def forward(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
             raise self.shape_error("a list of at least 2 tensors", type(inputs).__name__)
-        shapes = [tuple(x.shape) for x in inputs]
-        if len(set(shapes)) != 1:
-            raise self.shape_error("tensors of one shape", shapes)
+        # Compared without the batch axis, which is symbolic when the model is exported.
+        if any(tuple(x.shape[1:]) != tuple(inputs[0].shape[1:]) for x in inputs):
+            raise self.shape_error("tensors of one shape", [tuple(x.shape) for x in inputs])
         return self.merge(list(inputs))
 
     def build_for(self, input_shapes):
@@ -74,8 +74,10 @@ class Concatenate(_Merge):
             raise self.shape_error("a list of at least 2 tensors", type(inputs).__name__)
         rank = inputs[0].dim()
         axis = self.axis % rank
-        others = {tuple(s for i, s in enumerate(x.shape) if i != axis) for x in inputs}
-        if len(others) != 1 or any(x.dim() != rank for x in inputs):
+        if axis == 0:
+            raise self.shape_error("an axis other than the batch axis", self.axis)
+        others = [tuple(s for i, s in enumerate(x.shape) if i not in (0, axis)) for x in inputs]
+        if any(x.dim() != rank for x in inputs) or any(o != others[0] for o in others):
             raise self.shape_error(f"tensors equal in every axis but {self.axis}", [tuple(x.shape) for x in inputs])
         return torch.cat(list(inputs), dim=axis)
 

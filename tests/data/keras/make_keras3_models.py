@@ -1,0 +1,97 @@
+"""Builds, trains a few steps and saves the Keras 3 models the from_keras tests load.
+
+Usage: KERAS_BACKEND=torch python make_keras3_models.py OUT_DIR
+Writes, per model: NAME.keras, NAME.h5, NAME.weights.h5, NAME_inputs.npy and
+NAME_predictions.npy (Keras' own predict on the inputs). Needs Keras 3, not TensorFlow.
+"""
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers  # noqa: E402
+
+
+def seed_convnet():
+    # The seed's build_convnet, with the Keras 3 Input spelling.
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(32, (3, 3), activation="relu", padding="same"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu", padding="same"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.25),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+def resnet_block():
+    image = keras.Input((16, 16, 3))
+    x = layers.Conv2D(8, 3, padding="same")(image)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    shortcut = x
+    x = layers.Conv2D(8, 3, padding="same")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Add()([x, shortcut])
+    x = layers.Activation("relu")(x)
+    wide = layers.Concatenate()([x, layers.Conv2D(4, 1)(shortcut)])
+    x = layers.GlobalAveragePooling2D()(wide)
+    return keras.Model(image, layers.Dense(5, activation="softmax")(x))
+
+
+def separable():
+    image = keras.Input((15, 15, 3))  # odd size: TensorFlow pads strided "same" asymmetrically
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="gelu")(image)
+    x = layers.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu6")(x)
+    x = layers.SeparableConv2D(12, 3, padding="same", activation="swish")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.AveragePooling2D(2, padding="same")(x)
+    x = layers.GlobalMaxPooling2D()(x)
+    x = layers.LayerNormalization()(x)
+    return keras.Model(image, layers.Dense(4, activation="log_softmax")(x))
+
+
+def text():
+    tokens = keras.Input((12,), dtype="int32")
+    x = layers.Embedding(50, 8)(tokens)
+    x = layers.LSTM(16, return_sequences=True)(x)
+    x = layers.GRU(12, return_sequences=True, go_backwards=True)(x)
+    x = layers.Conv1D(6, 3, padding="same", activation="elu")(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(tokens, layers.Dense(3, activation="softmax")(x))
+
+
+MODELS = {"seed_convnet": (seed_convnet, (28, 28, 1), 10), "resnet_block": (resnet_block, (16, 16, 3), 5),
+          "separable": (separable, (15, 15, 3), 4), "text": (text, "tokens", 3)}
+
+
+def main(out):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    for name, (build, shape, classes) in MODELS.items():
+        model = build()
+        loss = "sparse_categorical_crossentropy" if name != "separable" else \
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model.compile("adam", loss)
+        if shape == "tokens":
+            x = rng.integers(0, 50, (64, 12)).astype("int32")
+        else:
+            x = rng.standard_normal((64,) + shape).astype("float32")
+        model.fit(x, rng.integers(0, classes, 64), epochs=1, batch_size=16, verbose=0)  # 4 steps
+        model.save(out / f"{name}.keras")
+        model.save(out / f"{name}.h5")
+        model.save_weights(out / f"{name}.weights.h5")
+        np.save(out / f"{name}_inputs.npy", x[:8])
+        np.save(out / f"{name}_predictions.npy", model.predict(x[:8], verbose=0))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,144 @@
+"""from_keras end to end: models built and trained with Keras 3 (torch backend, in a
+subprocess), loaded by ember where `import keras` fails, compared with Keras' predict."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+from ember.define import layers as L
+
+DATA = Path(__file__).parent / "data" / "keras"
+TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "text": 1e-4}
+
+
+@pytest.fixture(scope="session")
+def keras_models(tmp_path_factory):
+    out = tmp_path_factory.mktemp("keras_models")
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    subprocess.run([sys.executable, str(DATA / "make_keras3_models.py"), str(out)], check=True, env=env,
+                   capture_output=True, timeout=600)
+    return out
+
+
+@pytest.fixture
+def no_keras(monkeypatch):
+    """`import keras` (or TensorFlow) raises ImportError while the test runs."""
+    for name in ("keras", "tf_keras", "tensorflow"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def _run(model, x, channels_first=False):
+    x = torch.from_numpy(x)
+    if channels_first:
+        x = x.permute(0, 3, 1, 2)
+    model.eval()
+    with torch.no_grad():
+        return model(x).numpy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TOLERANCE))
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_matches_keras_predict(keras_models, no_keras, name, extension):
+    x = np.load(keras_models / f"{name}_inputs.npy")
+    expected = np.load(keras_models / f"{name}_predictions.npy")
+    model = ember.from_keras(keras_models / f"{name}{extension}")
+    assert np.abs(_run(model, x) - expected).max() <= TOLERANCE[name]
+    if x.ndim == 4:  # NCHW model: same numbers from NCHW inputs
+        model = ember.from_keras(keras_models / f"{name}{extension}", data_format="channels_first")
+        assert np.abs(_run(model, x, channels_first=True) - expected).max() <= TOLERANCE[name]
+
+
+def test_genuine_tf_keras2_h5(no_keras):
+    # Written by tf.keras 2.21 (make_tf_keras2_model.py): batch_input_shape, `kernel:0` names,
+    # strided "same" padding, Flatten -> Dense, GRU reset_after, Keras 2's hard_sigmoid.
+    x = np.load(DATA / "tf_keras2_convnet_inputs.npy")
+    expected = np.load(DATA / "tf_keras2_convnet_predictions.npy")
+    for data_format in ("channels_last", "channels_first"):
+        model = ember.from_keras(DATA / "tf_keras2_convnet.h5", data_format=data_format)
+        got = _run(model, x, channels_first=data_format == "channels_first")
+        assert np.abs(got - expected).max() <= 1e-5, data_format
+
+
+def _ember_convnet(data_format):
+    shape = (28, 28, 1) if data_format == "channels_last" else (1, 28, 28)
+    return ember.Sequential([
+        L.Input(shape),
+        L.Conv2D(32, 3, activation="relu", padding="same", data_format=data_format),
+        L.MaxPooling2D(2, data_format=data_format),
+        L.Conv2D(64, 3, activation="relu", padding="same", data_format=data_format),
+        L.MaxPooling2D(2, data_format=data_format),
+        L.Dropout(0.25), L.Flatten(), L.Dense(128, activation="relu"), L.Dropout(0.25),
+        L.Dense(10, activation="softmax"),
+    ])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("file", ["seed_convnet.weights.h5", "seed_convnet.h5", "seed_convnet.keras"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_load_keras_weights_into_an_ember_model(keras_models, no_keras, file, data_format):
+    model = ember.load_keras_weights(_ember_convnet(data_format), keras_models / file)
+    x = np.load(keras_models / "seed_convnet_inputs.npy")
+    expected = np.load(keras_models / "seed_convnet_predictions.npy")
+    got = _run(model, x, channels_first=data_format == "channels_first")
+    assert np.abs(got - expected).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_load_keras_weights_lists_what_does_not_fit(keras_models, no_keras):
+    model = ember.Sequential([L.Input((28, 28, 1)), L.Conv2D(16, 3, padding="same", data_format="channels_last"),
+                              L.Flatten(), L.Dense(10)])
+    with pytest.raises(ValueError, match=r"'conv2d' \(Conv2D\).*\(16, 1, 3, 3\)"):
+        ember.load_keras_weights(model, keras_models / "seed_convnet.weights.h5")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["seed_convnet", "resnet_block"])
+def test_converted_model_fine_tunes_saves_and_loads(keras_models, no_keras, tmp_path, name):
+    model = ember.from_keras(keras_models / f"{name}.keras")
+    x = np.load(keras_models / f"{name}_inputs.npy")
+    y = np.arange(len(x)) % 5
+    before = _run(model, x)
+    model.compile("adam", "sparse_categorical_crossentropy", lr=1e-3)
+    history = model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    after = _run(model, x)
+    assert np.abs(after - before).max() > 1e-6  # the weights moved
+    model.save(tmp_path / "model.ember")
+    assert np.abs(_run(ember.load(tmp_path / "model.ember"), x) - after).max() == 0
+
+
+@pytest.mark.slow
+def test_converted_model_exports_to_onnx(keras_models, no_keras, tmp_path):
+    export = getattr(__import__("ember.deploy", fromlist=["export"]), "export", None)
+    if export is None:
+        pytest.skip("ember.deploy.export is not available yet")
+    model = ember.from_keras(keras_models / "resnet_block.keras")
+    x = np.load(keras_models / "resnet_block_inputs.npy")
+    model.export(tmp_path / "export", format="onnx", example=torch.from_numpy(x[:2]))
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "export" / "model.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert np.abs(got - np.load(keras_models / "resnet_block_predictions.npy")).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_cli_convert_and_ember_load_in_a_process_without_keras(keras_models, tmp_path):
+    out = tmp_path / "text.ember"
+    script = ("import sys\n"
+              "for name in ('keras', 'tf_keras', 'tensorflow'): sys.modules[name] = None\n"
+              "from ember.cli import main\n"
+              f"sys.exit(main(['convert', {str(keras_models / 'text.h5')!r}, '--out', {str(out)!r}]))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "KerasGraph" in result.stdout
+    x = np.load(keras_models / "text_inputs.npy")
+    expected = np.load(keras_models / "text_predictions.npy")
+    assert np.abs(_run(ember.load(out), x) - expected).max() <= 1e-4
+    assert np.abs(_run(ember.load(keras_models / "text.keras"), x) - expected).max() <= 1e-4
