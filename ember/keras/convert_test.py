@@ -1,0 +1,111 @@
+"""Bad input to from_keras, on small files written by hand (no Keras needed)."""
+import io
+import json
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from ember.deploy.saving import ModelFileError
+from ember.keras import UnsupportedKerasLayersError, from_keras
+
+
+def _layer(class_name, name, **config):
+    return {"module": "keras.layers", "class_name": class_name, "config": {"name": name, **config},
+            "registered_name": None}
+
+
+def _write_keras(path, layers, weights):
+    config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": layers}}
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        for group, (name, arrays) in weights.items():
+            vars_group = h5.create_group(f"layers/{group}/vars")
+            vars_group.attrs["name"] = name
+            for i, array in enumerate(arrays):
+                vars_group[str(i)] = array
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("model.weights.h5", buffer.getvalue())
+    return path
+
+
+INPUT = _layer("InputLayer", "input_layer", batch_shape=[None, 4])
+KERNEL, BIAS = np.arange(12, dtype="float32").reshape(4, 3), np.ones(3, dtype="float32")
+
+
+def test_dense_weights_are_transposed(tmp_path):
+    path = _write_keras(tmp_path / "m.keras", [INPUT, _layer("Dense", "dense", units=3)],
+                        {"dense": ("dense", [KERNEL, BIAS])})
+    model = from_keras(path)
+    x = torch.ones(2, 4)
+    assert torch.allclose(model(x), x @ torch.from_numpy(KERNEL) + 1)
+
+
+def test_every_unsupported_layer_is_listed_and_lambda_refused(tmp_path):
+    layers = [INPUT, _layer("Lambda", "scale_it", function="4wEAAAAAAAAA"), _layer("Dense", "dense", units=3),
+              _layer("Bidirectional", "bidi"),
+              {"module": None, "class_name": "MyBlock", "config": {"name": "block"}, "registered_name": "my>MyBlock"}]
+    with pytest.raises(UnsupportedKerasLayersError) as raised:
+        from_keras(_write_keras(tmp_path / "m.keras", layers, {}))
+    message = str(raised.value)
+    assert "3 layer(s)" in message
+    assert "'scale_it' is a Lambda layer" in message and "CVE-2024-3660" in message
+    assert "'bidi' (Bidirectional)" in message
+    assert "'block' is a custom layer (MyBlock)" in message and "custom_layers" in message
+
+
+def test_custom_layers_factory_replaces_a_layer(tmp_path):
+    layers = [INPUT, _layer("Lambda", "double"), _layer("Dense", "dense", units=3)]
+    path = _write_keras(tmp_path / "m.keras", layers, {"dense": ("dense", [KERNEL, BIAS])})
+    seen = {}
+
+    class Double(torch.nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+    def factory(config, weights):
+        seen.update(config=config, weights=weights)
+        return Double()
+
+    model = from_keras(path, custom_layers={"double": factory})
+    assert seen["config"]["name"] == "double" and seen["weights"] == []
+    assert torch.allclose(model(torch.ones(1, 4)), 2 * torch.ones(1, 4) @ torch.from_numpy(KERNEL) + 1)
+
+
+def test_mismatched_weights_name_the_layer_and_shapes(tmp_path):
+    layers = [INPUT, _layer("Dense", "dense", units=3), _layer("Dense", "dense_1", units=2)]
+    path = _write_keras(tmp_path / "m.keras", layers, {"dense": ("dense", [np.ones((5, 3), "float32"), BIAS]),
+                                                       "dense_1": ("dense_1", [np.ones((3, 2), "float32")])})
+    with pytest.raises(ModelFileError) as raised:
+        from_keras(path)
+    message = str(raised.value)
+    assert "'dense' (Dense): file arrays [(5, 3), (3,)]" in message and "(3, 4)" in message
+    assert "'dense_1' (Dense)" in message and "'bias'" in message
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.9])
+def test_truncated_files_are_named_corrupt(tmp_path, cut):
+    path = _write_keras(tmp_path / "m.keras", [INPUT, _layer("Dense", "dense", units=3)],
+                        {"dense": ("dense", [KERNEL, BIAS])})
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(ModelFileError, match="corrupt or truncated"):
+        from_keras(path)
+    h5_path = tmp_path / "m.h5"
+    with h5py.File(h5_path, "w") as h5:
+        h5.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"layers": []}})
+        h5.create_dataset("model_weights/big", data=np.zeros(4096, "float32"))
+    h5_path.write_bytes(h5_path.read_bytes()[: int(h5_path.stat().st_size * cut)])
+    with pytest.raises(ModelFileError, match="corrupt or truncated|not a readable HDF5"):
+        from_keras(h5_path)
+
+
+def test_not_a_keras_file(tmp_path):
+    path = tmp_path / "m.keras"
+    path.write_text("hello")
+    with pytest.raises(ModelFileError, match="neither a Keras 3 .keras zip nor an HDF5"):
+        from_keras(path)
