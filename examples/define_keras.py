@@ -6,10 +6,10 @@ NHWC, Keras' layout, made the default for image layers by `set_image_data_format
 import ember
 from ember import layers
 
-ember.config.set_image_data_format("channels_last")
 
 
 def build_convnet(num_classes: int = 10) -> ember.Sequential:
+    ember.config.set_image_data_format("channels_last")  # Keras' NHWC layout for the image layers
     model = ember.Sequential([
         layers.Conv2D(32, (3, 3), activation='relu', padding='same', input_shape=(28, 28, 1)),
         layers.MaxPooling2D((2, 2)),

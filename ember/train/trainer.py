@@ -23,6 +23,7 @@ from ember.train.callbacks.history import History
 from ember.train.callbacks.progress import ProgressBar
 from ember.train.data import make_batches, move, split_validation
 from ember.train.diagnose import check_targets, explain_forward_error
+from ember.train.jit import CompiledForward
 from ember.train.schedules import build_schedule
 
 
@@ -65,6 +66,8 @@ class Trainer:
                                what="validation_data")
         self._dry_run(train)  # builds lazy layers before a strategy wraps or shards them
         self.forward_model = self.strategy.setup(model, train, c)
+        if c.jit_compile:
+            self.forward_model = CompiledForward(self.forward_model)
         optimizer = c.ensure_optimizer(model)
         steps = len(train)
         per_batch = c.lr_schedule_interval == "batch"
@@ -181,8 +184,8 @@ class Trainer:
         logs = {"loss": loss}
         for m in self.compiled.metrics:
             logs[m.name] = float(self.strategy.reduce_metric(m).result())
-        if math.isnan(loss) and self.model.training and not self.model.stop_training:
-            warnings.warn(f"the loss became NaN in epoch {self.epoch + 1} (by batch {self.step_in_epoch}): "
+        if not math.isfinite(loss) and self.model.training and not self.model.stop_training:
+            warnings.warn(f"the loss became {loss} in epoch {self.epoch + 1} (by batch {self.step_in_epoch}): "
                           "training stopped. Lower the learning rate or clip gradients (clip_grad_norm=).",
                           RuntimeWarning, stacklevel=2)
             self.model.stop_training = True
@@ -243,34 +246,42 @@ class Trainer:
 
     # ------------------------------------------------------- setup helpers
     def _dry_run(self, batches):
-        """One forward on the first batch, before the optimizer exists, when needed: it builds
-        layers used without an input shape, and checks that the model accepts channels_last
-        activations (a `.view()` on them fails; such a model keeps the default layout)."""
+        """Forward the first batch before training when needed: to build layers used without an
+        input shape, and to check the model accepts channels_last activations (a `.view()` on
+        them fails; such a model keeps the default layout)."""
         c = self.compiled
         if c is None or (c.optimizer is not None and (c.layout_checked or not c.channels_last)):
             return
-        if c.channels_last:
+        inputs = move(next(iter(batches.epoch(0)))[0], self.device)
+        if c.optimizer is None:
+            self._forward_without_grad(inputs)
+            self.model.to(self.device)
+        if c.channels_last and not c.layout_checked:
             self.model.to(memory_format=torch.channels_last)
-        inputs, _ = next(iter(batches.epoch(0)))
-        inputs = move(inputs, self.device)
+            try:
+                self._forward_without_grad(inputs)
+            except ShapeError as error:
+                if "view size is not compatible" not in str(error):
+                    raise
+                c.channels_last = False
+                self.model.to(memory_format=torch.contiguous_format)
+                warnings.warn("the model calls .view() on convolution outputs, which fails on channels_last "
+                              "activations: training in the default memory layout (use .reshape() or "
+                              ".flatten(1) to get the faster one)", stacklevel=3)
+        c.layout_checked = True
+
+    def _forward_without_grad(self, inputs):
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
                 self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
-        except RuntimeError as error:
-            if not (c.channels_last and "view size is not compatible" in str(error)):
-                raise explain_forward_error(self.model, inputs, error) from error
-            c.channels_last = False
-            self.model.to(memory_format=torch.contiguous_format)
-            warnings.warn("the model calls .view() on convolution outputs, which fails on channels_last "
-                          "activations: training in the default memory layout (use .reshape() or "
-                          ".flatten(1) to get the faster one)", stacklevel=3)
-            self._dry_run(batches)
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            if isinstance(error, ShapeError):
+                raise
+            raise explain_forward_error(self.model, inputs, error) from error
         finally:
             self.model.train(was_training)
-        c.layout_checked = True
-        self.model.to(self.device)
 
 
 def _split_xy(data):
