@@ -1,11 +1,6 @@
 """Saving, loading and exporting models."""
 from ember.deploy.saving import ModelFileError, load_model, load_weights, save_model, save_weights
-
-
-def export(model, path, format="onnx", example=None, **options):
-    from ember.deploy.export import export as _export
-
-    return _export(model, path, format=format, example=example, **options)
-
+# Imported eagerly so that `ember.deploy.export` names the function, not its module of the same name.
+from ember.deploy.export import export  # noqa: E402  (after saving: export does not depend on it)
 
 __all__ = ["ModelFileError", "export", "load_model", "load_weights", "save_model", "save_weights"]

@@ -36,14 +36,17 @@ class CaptureError(RuntimeError):
 
 def capture(model, inputs: ModelInputs, dynamic: bool = True) -> torch.export.ExportedProgram:
     """torch.export the model in eval mode; `dynamic` makes the batch (and text sequence) variable."""
-    if dynamic:
-        inputs = inputs.at_least_two_rows()
-    args, kwargs = inputs.args_kwargs()
+    if dynamic in inputs.programs:
+        return inputs.programs[dynamic]
+    example = inputs.at_least_two_rows() if dynamic else inputs
+    args, kwargs = example.args_kwargs()
     try:
-        return torch.export.export(model, args, kwargs, dynamic_shapes=inputs.dynamic_shapes() if dynamic else None,
-                                   strict=False)
+        program = torch.export.export(model, args, kwargs, strict=False,
+                                      dynamic_shapes=example.dynamic_shapes() if dynamic else None)
     except Exception as error:
         raise CaptureError(explain(error, type(model).__name__)) from error
+    inputs.programs[dynamic] = program
+    return program
 
 
 def explain(error: BaseException, model_name: str) -> str:

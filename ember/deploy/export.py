@@ -48,6 +48,8 @@ def export(model, path, format="onnx", example=None, calibration_data=None, held
         outputs, names = [o.float().cpu().numpy() for o in output_list(raw_outputs)], output_names(raw_outputs)
         held, labels = _held_out(inputs, held_out)
         calibration = _calibration(inputs, calibration_data)
+        if "int8" in formats:  # fail before the slow formats run
+            _exporter("int8").require_calibration(inputs, calibration)
         baseline = EagerBaseline(model, held, labels)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,8 @@
 import importlib
 
 
-class MissingExtraError(ImportError):
-    """An optional dependency of one export format is not installed."""
+class MissingExtraError(ImportError, RuntimeError):
+    """An optional dependency of one export format is not installed (a RuntimeError too, so the CLI reports it)."""
 
 
 def require(module: str, format: str, extra: str):

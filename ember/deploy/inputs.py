@@ -6,7 +6,7 @@ Dimension 0 is the batch; integer inputs of rank >= 2 (token ids, masks) also ge
 variable sequence dimension 1, so text models export for any length.
 """
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,6 +18,8 @@ class ModelInputs:
     names: list
     tensors: list
     keyword: bool  # call forward(**inputs) rather than forward(*inputs)
+    # Captured graphs by dynamic/static, so the formats of one export share a capture (the slow step).
+    programs: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_example(cls, model, example) -> "ModelInputs":
@@ -64,7 +66,9 @@ class ModelInputs:
         return ((), dict(zip(self.names, self.tensors))) if self.keyword else (tuple(self.tensors), {})
 
     def dynamic_shapes(self):
-        batch, sequence = Dim("batch", min=1, max=1 << 16), Dim("sequence", min=1, max=1 << 16)
+        # The sequence's range comes from the model (a BERT's 512 positions): a fixed maximum would
+        # contradict that bound and torch.export would refuse the export.
+        batch, sequence = Dim("batch", min=1, max=1 << 16), Dim.DYNAMIC
         specs = [{d: (batch if d == 0 else sequence) for d in self.variable_dims(t)} for t in self.tensors]
         return dict(zip(self.names, specs)) if self.keyword else tuple(specs)
 

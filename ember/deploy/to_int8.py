@@ -22,10 +22,7 @@ CALIBRATION_BATCH = 32
 
 
 def export(model, directory: Path, inputs: ModelInputs, baseline: EagerBaseline, calibration_data=None) -> ExportReport:
-    if calibration_data is None:
-        shape = ", ".join(["N", *map(str, inputs.tensors[0].shape[1:])])
-        raise ValueError("format 'int8' needs calibration_data=: a sample of training inputs (a few hundred rows "
-                         f"shaped ({shape}) like the example); on the command line, --calibration FILE.npy")
+    require_calibration(inputs, calibration_data)
     directory = Path(directory)
     fp32 = directory / to_onnx.FILE
     if not fp32.exists():
@@ -51,6 +48,13 @@ def export(model, directory: Path, inputs: ModelInputs, baseline: EagerBaseline,
     return baseline.report(FORMAT, directory, [FILE, MOBILE_FILE], to_onnx.ort_runner(session),
                            notes=[f"QDQ per-channel, {size_ratio:.0%} of fp32 onnx size",
                                   f"calibrated on {calibration_data.batch_size} rows"])
+
+
+def require_calibration(inputs: ModelInputs, calibration_data) -> None:
+    if calibration_data is None:
+        shape = ", ".join(["N", *map(str, inputs.tensors[0].shape[1:])])
+        raise ValueError("format 'int8' needs calibration_data=: a sample of training inputs (a few hundred rows "
+                         f"shaped ({shape}) like the example); on the command line, --calibration FILE.npy")
 
 
 class _Reader(CalibrationDataReader):

@@ -2,7 +2,7 @@
 
 Only the wasm build the page uses is copied (about 14 MB), from the onnxruntime-web npm
 package pinned in the repository's package.json. Serve the folder from any static file
-server; the browser test (tests/test_export_web.py) checks its prediction against eager.
+server; the browser test (tests/test_export_formats.py) checks its prediction against eager.
 """
 import os
 import shutil

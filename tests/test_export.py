@@ -1,0 +1,116 @@
+"""export(): a small transformer, the CLI, and bad input (uncapturable forward, wrong shapes, corrupt files)."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+import ember
+from ember import layers
+from ember.cli import main
+from ember.deploy.capture import CaptureError
+from ember.deploy.extras import MissingExtraError, require
+
+
+class TinyTextClassifier(ember.Model):
+    def __init__(self, vocab=50, dim=16, classes=3):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        layer = nn.TransformerEncoderLayer(dim, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, input_ids):
+        return self.head(self.encoder(self.embed(input_ids)).mean(1))
+
+
+@pytest.mark.slow
+def test_transformer_exports_to_onnx_and_program_with_variable_batch_and_length(tmp_path):
+    torch.manual_seed(0)
+    model = TinyTextClassifier()
+    reports = model.export(tmp_path, format=["onnx", "program"], example=torch.randint(0, 50, (2, 7)))
+    assert all(r.max_abs_diff <= 1e-4 for r in reports)
+    ids = torch.randint(0, 50, (3, 11))  # another batch size and sequence length than the example
+    with torch.inference_mode():
+        eager = model.eval()(ids).numpy()
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {"input": ids.numpy()})[0] - eager).max() <= 1e-4
+    program = torch.export.load(str(tmp_path / "model.pt2")).module()
+    assert np.abs(program(ids).detach().numpy() - eager).max() <= 1e-5
+
+
+class DataDependentBranch(ember.Model):
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x
+
+
+class FixedBatch(ember.Model):
+    def forward(self, x):
+        return x.view(4, -1)
+
+
+def test_uncapturable_forward_names_the_construct_and_a_fix(tmp_path):
+    with pytest.raises(CaptureError, match=r"(?s)if x.sum\(\) > 0.*torch.where"):
+        DataDependentBranch().export(tmp_path, format="program", example=torch.randn(4, 3))
+    with pytest.raises(CaptureError, match=r"fixes the batch size.*x.flatten\(1\)"):
+        FixedBatch().export(tmp_path, format="onnx", example=torch.randn(4, 3))
+
+
+def _digits_model():
+    ember.seed(0)
+    return ember.Sequential([layers.Conv2D(4, 3, input_shape=(1, 28, 28)), layers.Flatten(), layers.Dense(10)])
+
+
+def test_failed_export_overwrites_nothing(tmp_path):
+    model = _digits_model()
+    (tmp_path / "model.onnx").write_bytes(b"the previous export")
+    with pytest.raises(ValueError, match=r"example does not fit.*\(batch, 1, 28, 28\).*\(2, 3, 28, 28\)"):
+        model.export(tmp_path, format="onnx", example=torch.randn(2, 3, 28, 28))
+    with pytest.raises(ValueError, match=r"calibration_data=.*\(N, 1, 28, 28\).*--calibration"):
+        model.export(tmp_path, format=["onnx", "int8"], example=torch.randn(2, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"held_out input 'input' has shape \(5, 28, 28\), expected \(N, 1, 28, 28\)"):
+        model.export(tmp_path, format="onnx", example=torch.randn(2, 1, 28, 28), held_out=torch.randn(5, 28, 28))
+    with pytest.raises(ValueError, match="unknown export format.*savedmodel"):
+        model.export(tmp_path, format="savedmodel", example=torch.randn(2, 1, 28, 28))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    assert (tmp_path / "model.onnx").read_bytes() == b"the previous export"
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.*"))  # no staging folder left behind
+
+
+def test_ember_deploy_export_is_the_function_even_after_importing_its_module():
+    import ember.deploy.export  # noqa: F401  (the module shares the function's name)
+
+    assert callable(ember.deploy.export) and ember.deploy.export.__module__ == "ember.deploy.export"
+
+
+def test_missing_extra_names_the_pip_extra():
+    with pytest.raises(MissingExtraError, match=r"pip install 'ember\[litert\]'"):
+        require("ember_no_such_module", "tflite", "litert")
+
+
+@pytest.mark.slow
+def test_cli_exports_a_model_file(tmp_path, capsys):
+    model = _digits_model()
+    model.save(tmp_path / "digits.ember")
+    np.save(tmp_path / "calibration.npy", np.random.default_rng(0).random((64, 1, 28, 28), dtype=np.float32))
+    out = tmp_path / "export"
+    assert main(["export", str(tmp_path / "digits.ember"), "--to", "onnx,program,int8", "--out", str(out),
+                 "--calibration", str(tmp_path / "calibration.npy")]) == 0
+    assert {"model.onnx", "model.pt2", "model.int8.onnx", "model.int8.ort", "signature.json"} <= {
+        p.name for p in out.iterdir()}
+    printed = capsys.readouterr().out
+    assert "max |diff|" in printed and "int8" in printed
+
+
+def test_cli_refuses_a_truncated_model_file_and_keeps_the_folder(tmp_path, capsys):
+    _digits_model().save(tmp_path / "digits.ember")
+    data = (tmp_path / "digits.ember").read_bytes()
+    (tmp_path / "broken.ember").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"keep me")
+    assert main(["export", str(tmp_path / "broken.ember"), "--to", "onnx", "--out", str(out)]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["model.onnx"] and (out / "model.onnx").read_bytes() == b"keep me"
