@@ -55,7 +55,8 @@ def export_text_classifier(model, tokenizer, path, *, max_length=None, label_nam
     example = tokenizer(EXAMPLE_TEXTS, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
                         return_token_type_ids=False)
     tokenizer_json = serving_tokenizer(tokenizer, max_length).to_str().encode()
-    return export(SequenceClassifierLogits(model), path, format="onnx",
+    logits = SequenceClassifierLogits(model).train(model.training)  # export restores this mode afterwards
+    return export(logits, path, format="onnx",
                   example=(example["input_ids"].to(torch.int64), example["attention_mask"].to(torch.int64)),
                   signature={"task": "text_classification", "labels": labels, "output_kind": "logits",
                              "tokenizer": {"file": TOKENIZER_FILE, "max_length": max_length}},

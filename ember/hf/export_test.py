@@ -15,9 +15,9 @@ def test_exported_folder_serves_raw_text_without_transformers(tmp_path):
     from tokenizers import Tokenizer
 
     torch.manual_seed(0)
-    model, tokenizer = tiny_bert(id2label={0: "negative", 1: "positive"}), tiny_tokenizer()
+    model, tokenizer = tiny_bert(id2label={0: "negative", 1: "positive"}).eval(), tiny_tokenizer()
     report = export_text_classifier(model, tokenizer, tmp_path / "sentiment", max_length=16)
-    assert report.max_abs_diff < 1e-4
+    assert report.max_abs_diff < 1e-4 and not model.training
     folder = tmp_path / "sentiment"
     signature = json.loads((folder / "signature.json").read_text())
     assert signature["task"] == "text_classification" and signature["labels"] == ["negative", "positive"]
@@ -35,6 +35,7 @@ def test_exported_folder_serves_raw_text_without_transformers(tmp_path):
     logits = ort.InferenceSession(str(folder / "model.onnx")).run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
     reference = tokenizer(texts, padding=True, truncation=True, max_length=16, return_tensors="pt")
+    np.testing.assert_array_equal(ids, reference["input_ids"].numpy())
     with torch.no_grad():
         expected = model(input_ids=reference["input_ids"], attention_mask=reference["attention_mask"]).logits
     np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)
