@@ -14,4 +14,4 @@ from ember.define.layers.pooling import (AveragePooling1D, AveragePooling2D, Avg
 from ember.define.layers.recurrent import GRU, LSTM
 from ember.define.layers.reshaping import Permute
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = sorted(name for name, value in globals().items() if isinstance(value, type) and not name.startswith("_"))
