@@ -54,7 +54,7 @@ def train(out: Path, backup_dir: str, data: str, kill: str) -> None:
     x = np.random.rand(SAMPLES, 10).astype("float32")
     y = (x[:, :3].sum(1) > 1.5).astype("int64")
     model = ember.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(2)])
-    model.compile("adamw", "sparse_categorical_crossentropy", ["accuracy"], lr=0.01, lr_schedule="cosine",
+    model.compile("adamw", "cross_entropy", ["accuracy"], lr=0.01, lr_schedule="cosine",
                   lr_schedule_interval="batch")
     callbacks = [KillAfterBatch(), EarlyStopping("loss", patience=50), ReduceLROnPlateau("loss", patience=1),
                  CSVLogger(out / "log.csv")]

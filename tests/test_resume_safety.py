@@ -44,7 +44,7 @@ def test_the_payload_is_live(tmp_path):
 def _model():
     ember.seed(0)
     model = ember.Sequential([layers.Dense(4), layers.Dense(2)])
-    model.compile("adamw", "sparse_categorical_crossentropy")
+    model.compile("adamw", "cross_entropy")
     return model
 
 

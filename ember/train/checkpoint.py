@@ -36,8 +36,14 @@ def pack(state, tensors=None, path="state"):
     tensors = {} if tensors is None else tensors
     if isinstance(state, torch.Tensor):
         name = path if path not in tensors else f"{path}#{len(tensors)}"
-        tensors[name] = state
-        return {"__tensor__": name}, tensors
+        order = _dim_order(state)
+        if order is None:
+            tensors[name] = state
+            return {"__tensor__": name}, tensors
+        # Stored in memory order, restored with the same strides: an optimizer moment kept
+        # channels_last like its parameter must come back so, or the update rounds differently.
+        tensors[name] = state.permute(order)
+        return {"__tensor__": name, "dim_order": order}, tensors
     if isinstance(state, np.ndarray):
         return {"__ndarray__": state.tolist(), "dtype": str(state.dtype)}, tensors
     if isinstance(state, np.generic):
@@ -68,7 +74,9 @@ def unpack(skeleton, tensors):
     if not isinstance(skeleton, dict):
         return skeleton
     if "__tensor__" in skeleton:
-        return tensors[skeleton["__tensor__"]]
+        tensor = tensors[skeleton["__tensor__"]]
+        order = skeleton.get("dim_order")
+        return tensor if order is None else tensor.permute(sorted(range(len(order)), key=order.__getitem__))
     if "__tuple__" in skeleton:
         return tuple(unpack(v, tensors) for v in skeleton["__tuple__"])
     if "__items__" in skeleton:
@@ -118,6 +126,15 @@ def read_backup(path) -> dict:
         return unpack(meta["state"], tensors)
     except (KeyError, TypeError, ValueError) as error:
         raise BackupFileError(f"{path} is inconsistent: {type(error).__name__}: {error}") from error
+
+
+def _dim_order(tensor):
+    """The permutation that makes a non-contiguous but dense tensor (e.g. channels_last)
+    contiguous; None for contiguous tensors and for views with gaps or overlaps."""
+    if tensor.dim() < 2 or tensor.is_contiguous():
+        return None
+    order = sorted(range(tensor.dim()), key=lambda d: -tensor.stride(d))
+    return order if tensor.permute(order).is_contiguous() else None
 
 
 def _storable(tensors):

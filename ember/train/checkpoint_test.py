@@ -29,6 +29,15 @@ def test_nested_state_round_trips_with_its_types(tmp_path):
     assert back["tag_like"] == {"__tensor__": "not a tensor"}
 
 
+def test_memory_format_survives(tmp_path):
+    weight = torch.randn(4, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    transposed = torch.randn(3, 7).t()
+    write_backup(tmp_path / "b.zip", {"w": weight, "t": transposed})
+    back = read_backup(tmp_path / "b.zip")
+    assert back["w"].stride() == weight.stride() and torch.equal(back["w"], weight)
+    assert back["t"].stride() == transposed.stride() and torch.equal(back["t"], transposed)
+
+
 def test_objects_that_would_need_pickle_are_refused_with_their_path():
     with pytest.raises(TypeError, match=r"state/callbacks/0.*set"):
         pack({"callbacks": [{1, 2}]})
