@@ -3,6 +3,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,6 +11,7 @@ from torch import nn
 import ember
 from ember.callbacks import EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
 from ember.datasets import load_digits
+from ember.deploy.report import print_table
 
 
 class ConvNet(ember.Model):
@@ -67,4 +69,11 @@ def run(args) -> int:
     history.plot(out / "curves.png")
     print(f"validation: loss {results['loss']:.4f}, accuracy {results['accuracy']:.2%} "
           f"({len(history.epoch)} epochs, {seconds:.1f}s); curves: {out / 'curves.png'}")
+
+    # Every deployment format, each checked against the eager model on the validation images.
+    calibration = x_train[np.random.default_rng(0).permutation(len(x_train))[:256]]
+    reports = model.export(out / "export", format="all", example=torch.from_numpy(x_train[:2]),
+                           calibration_data=calibration, held_out=(x_val, y_val))
+    print(f"exported to {out / 'export'}:")
+    print_table(reports)
     return 0
