@@ -62,13 +62,18 @@ class BackupAndRestore(Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_train_begin(self, logs=None):
+        if _sharded(self.model):
+            raise NotImplementedError(
+                "BackupAndRestore backs up single-process and DDP runs; an FSDP-sharded backup (each rank "
+                "writing its shard through torch.distributed.checkpoint) is not written yet. Use strategy='ddp', "
+                "or ember.distributed.save_checkpoint/load_checkpoint for the weights and optimizer state.")
         self._since_backup, self._due, self._last_position = 0, False, None
         self._epoch_start = None  # RNG and loader states when this epoch began (mid-epoch backups)
         self._resume_epoch = None  # what a mid-epoch backup restores when its epoch begins
         self._rng_at_backup = None  # ... and just before the epoch's first batch
         if self._is_main:
             self._remove_temporaries()
-        state, path = self._newest_readable()
+        state, path = self._agreed_backup()
         if state is not None:
             self._restore(state)
             if self.params.get("verbose") and self._is_main:
@@ -110,22 +115,30 @@ class BackupAndRestore(Callback):
             self._backup(epoch + 1, 0, finished=bool(self.model.stop_training))
 
     def on_train_end(self, logs=None):
-        if not self._is_main:
-            return
         if self.delete_checkpoint:
-            for path in self._backups():  # oldest first: an interruption here leaves the newest
-                path.unlink(missing_ok=True)
-            if self.backup_dir.is_dir() and not any(self.backup_dir.iterdir()):
-                self.backup_dir.rmdir()
+            if self._is_main:
+                for path in self._backups():  # oldest first: an interruption here leaves the newest
+                    path.unlink(missing_ok=True)
+                if self.backup_dir.is_dir() and not any(self.backup_dir.iterdir()):
+                    self.backup_dir.rmdir()
         elif self._last_position != (self.trainer.epoch + 1, 0):
             self._backup(self.trainer.epoch + 1, 0, finished=True)
 
     # ------------------------------------------------------------------ saving
     def _backup(self, epoch, step, mid_epoch=False, finished=False):
         self._since_backup, self._due, self._last_position = 0, False, (epoch, step)
+        trainer = self.trainer
+        # What differs between processes (RNG streams, running sums of their shares) is gathered
+        # to rank 0, which writes the one file; the model and optimizer are the same everywhere.
+        ranks = _gather_to_rank0({
+            "rng": rng_state(),
+            # Mid-epoch: the loader restarts the epoch, so it needs the generators of the epoch's start.
+            "generators": self._epoch_start["generators"] if mid_epoch else self._generator_states(),
+            "epoch_start_rng": self._epoch_start["rng"] if mid_epoch else None,
+            "running": self._running() if mid_epoch else None,
+        })
         if not self._is_main:
             return
-        trainer = self.trainer
         state = {
             "position": {"epoch": epoch, "step": step, "global_step": trainer.global_step, "finished": finished},
             "params": {k: self.params.get(k) for k in ("epochs", "steps", "batch_size")},
@@ -135,11 +148,7 @@ class BackupAndRestore(Callback):
             "scaler": trainer.precision.scaler.state_dict(),
             "callbacks": {key: cb.state_dict() for key, cb in self._other_callbacks().items()},
             "data_seed": getattr(trainer.train_data, "seed", None),
-            "rng": rng_state(),
-            # Mid-epoch: the loader restarts the epoch, so it needs the generators of the epoch's start.
-            "generators": self._epoch_start["generators"] if mid_epoch else self._generator_states(),
-            "epoch_start_rng": self._epoch_start["rng"] if mid_epoch else None,
-            "running": self._running() if mid_epoch else None,
+            "ranks": ranks,
         }
         path = self.backup_dir / f"backup-{epoch:06d}-{step:09d}.zip"
         write_backup(path, state)
@@ -154,11 +163,11 @@ class BackupAndRestore(Callback):
         for m in self.trainer.compiled.metrics:
             if isinstance(m, TorchMetric):  # torchmetrics keeps its sums in the attributes it registered
                 tm = m.metric
-                metrics.append({"torchmetrics": {name: getattr(tm, name) for name in tm._defaults},
+                metrics.append({"torchmetrics": {name: _cpu(getattr(tm, name)) for name in tm._defaults},
                                 "update_count": tm._update_count})
             else:
-                metrics.append({"total": m.total, "count": m.count})
-        return {"loss_sum": self.trainer._loss_sum, "seen": self.trainer._seen, "metrics": metrics}
+                metrics.append({"total": _cpu(m.total), "count": _cpu(m.count)})
+        return {"loss_sum": self.trainer._loss_sum.cpu(), "seen": self.trainer._seen, "metrics": metrics}
 
     def _load_running(self, running):
         from ember.train.metrics import TorchMetric
@@ -199,10 +208,11 @@ class BackupAndRestore(Callback):
                           stacklevel=3)
         if state["data_seed"] is not None and hasattr(trainer.train_data, "seed"):
             trainer.train_data.seed = state["data_seed"]
+        mine = self._rank_state(state["ranks"])
         for role, generator in loader_generators(trainer.train_data).items():
-            if role in state["generators"]:
-                generator.set_state(state["generators"][role])
-        set_rng_state(state["rng"])
+            if role in mine["generators"]:
+                generator.set_state(mine["generators"][role])
+        set_rng_state(mine["rng"])
 
         position = state["position"]
         trainer.global_step = position["global_step"]
@@ -211,10 +221,9 @@ class BackupAndRestore(Callback):
         trainer.epoch = position["epoch"] - 1 if position["step"] == 0 else position["epoch"]
         if position["finished"]:
             trainer.start_epoch = max(position["epoch"], self.params.get("epochs") or 0)
-        if state["running"] is not None:
-            self._resume_epoch = {"epoch_start": {"rng": state["epoch_start_rng"],
-                                                  "generators": state["generators"]},
-                                  "running": state["running"], "rng": state["rng"]}
+        if mine["running"] is not None:
+            self._resume_epoch = {"epoch_start": {"rng": mine["epoch_start_rng"], "generators": mine["generators"]},
+                                  "running": mine["running"], "rng": mine["rng"]}
         self._last_position = (position["epoch"], position["step"])
 
     def _check_fits(self, state):
@@ -240,14 +249,36 @@ class BackupAndRestore(Callback):
                           "the data changed, so the resumed run will not match an uninterrupted one",
                           RuntimeWarning, stacklevel=4)
 
+    def _rank_state(self, ranks):
+        world, rank = _world()
+        if len(ranks) != world:
+            warnings.warn(f"the backup was taken by {len(ranks)} processes, this run has {world}: the weights and "
+                          "optimizer are restored, but the data split and RNG streams differ, so the run will not "
+                          "match an uninterrupted one", RuntimeWarning, stacklevel=4)
+        return ranks[rank % len(ranks)]
+
+    def _agreed_backup(self):
+        """Rank 0 picks the newest readable backup (setting corrupt ones aside); every process loads it."""
+        state, path = self._newest_readable() if self._is_main else (None, None)
+        world, _ = _world()
+        if world == 1:
+            return state, path
+        import torch.distributed as dist
+
+        chosen = [str(path) if path is not None else None]
+        dist.broadcast_object_list(chosen, src=0)
+        if not self._is_main and chosen[0] is not None:
+            path = Path(chosen[0])
+            state = read_backup(path)
+        return state, path
+
     def _newest_readable(self):
         for path in reversed(self._backups()):
             try:
                 return read_backup(path), path
             except BackupFileError as error:
                 aside = path.with_name(path.name + ".corrupt")
-                if self._is_main:
-                    os.replace(path, aside)
+                os.replace(path, aside)
                 warnings.warn(f"{error}. Set it aside as {aside.name}; resuming from the previous backup.",
                               RuntimeWarning, stacklevel=3)
         return None, None
@@ -282,3 +313,38 @@ class BackupAndRestore(Callback):
     def _is_main(self):
         strategy = getattr(self.trainer, "strategy", None)
         return strategy is None or strategy.is_main
+
+
+def _world():
+    """(number of processes, this one's rank) of a DDP/FSDP run; (1, 0) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _gather_to_rank0(mine):
+    """Every process's `mine`, in rank order, on rank 0 (an in-job exchange, not a file)."""
+    world, rank = _world()
+    if world == 1:
+        return [mine]
+    import torch.distributed as dist
+
+    gathered = [None] * world if rank == 0 else None
+    dist.gather_object(mine, gathered, dst=0)
+    return gathered
+
+
+def _cpu(value):
+    if isinstance(value, list):
+        return [_cpu(v) for v in value]
+    return value.detach().cpu() if hasattr(value, "detach") else value
+
+
+def _sharded(model) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(model, FSDPModule)
