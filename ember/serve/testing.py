@@ -51,21 +51,17 @@ def write_signature(folder: Path, inputs, outputs, task=None, labels=None, outpu
     atomic_write_text(Path(folder) / "signature.json", json.dumps(signature, indent=2))
 
 
+def export_classifier(model: nn.Module, folder, example: torch.Tensor, labels=None, program: bool = False):
+    """`ember.deploy.export` of a one-input classifier: model.onnx (+ model.pt2 when `program`), signature.json."""
+    from ember.deploy import export
+
+    export(model, folder, format=["onnx", "program"] if program else "onnx", example=example,
+           signature={"labels": labels})
+    return model.eval()
+
+
 def export_tiny_classifier(folder, seed: int = 0, program: bool = False) -> nn.Module:
-    """Export TinyClassifier to folder/model.onnx (+ model.pt2 when `program`) with its signature.json."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model = TinyClassifier(seed).eval()
-    example = torch.randn(7, 4)
-    batch = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
-    torch.onnx.export(model, (example,), str(folder / "model.onnx"), input_names=["input"],
-                      output_names=["output"], dynamic_shapes=batch, dynamo=True, external_data=False)
-    write_signature(folder, [{"name": "input", "dtype": "float32", "shape": [-1, 4]}],
-                    [{"name": "output", "dtype": "float32", "shape": [-1, 3]}],
-                    task="classification", labels=["a", "b", "c"], output_kind="logits")
-    if program:
-        torch.export.save(torch.export.export(model, (example,), dynamic_shapes=batch), str(folder / "model.pt2"))
-    return model
+    return export_classifier(TinyClassifier(seed), folder, torch.randn(7, 4), ["a", "b", "c"], program)
 
 
 def export_tiny_text_classifier(folder) -> nn.Module:
