@@ -6,6 +6,7 @@ one, never half of one.
 """
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,7 @@ def atomic_write(path, mode: str = "wb"):
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
+            os.fchmod(f.fileno(), _file_mode(path))  # mkstemp makes 0600 files; write as open() would
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
@@ -37,6 +39,16 @@ def atomic_write_bytes(path, data: bytes) -> None:
 def atomic_write_text(path, text: str) -> None:
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def _file_mode(path: Path) -> int:
+    """A replaced file keeps its permissions; a new one gets 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -17,9 +17,9 @@ from ember.datasets import load_digits
 from ember.demo import ConvNet
 
 
-def main(out_dir="out"):
+def main(out_dir=None):
     quick = os.environ.get("EMBER_QUICK") == "1"
-    out = Path(out_dir)
+    out = Path(out_dir or os.environ.get("EMBER_EXAMPLE_OUT", "out"))
     (x, y), (val_x, val_y) = load_digits()
     if quick:
         x, y, val_x, val_y = x[:256], y[:256], val_x[:64], val_y[:64]

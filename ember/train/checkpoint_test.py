@@ -79,3 +79,14 @@ def test_damaged_and_foreign_files_are_refused(tmp_path):
         path.write_bytes(data)
         with pytest.raises(BackupFileError, match=message):
             read_backup(path)
+
+
+def test_backup_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        write_backup(tmp_path / "b.zip", {"x": torch.zeros(2)})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "b.zip").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
