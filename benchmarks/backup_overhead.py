@@ -16,21 +16,11 @@ import tempfile
 import time
 
 import ember
-from ember.callbacks import BackupAndRestore, Callback
+from ember.callbacks import BackupAndRestore
 from ember.datasets import load_digits
 from ember.demo import ConvNet
 from ember.train.hardware import describe_machine
-
-
-class EpochTimer(Callback):
-    def __init__(self):
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+from timing import EpochTimer
 
 
 class TimedBackup(BackupAndRestore):

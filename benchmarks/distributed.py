@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,8 @@ import torch
 from torch import nn
 
 import ember
-from ember.callbacks import Callback
 from ember.train.hardware import describe_machine
+from timing import EpochTimer
 
 QUICK = os.environ.get("EMBER_QUICK") == "1"
 SAMPLES = 2048 if QUICK else 16384
@@ -48,17 +47,6 @@ class ResidualMLP(ember.Model):
 
     def forward(self, x):
         return self.head(self.blocks(self.stem(x)))
-
-
-class EpochTimer(Callback):
-    def __init__(self):
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def samples_per_second(strategy, epochs):

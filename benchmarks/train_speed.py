@@ -22,7 +22,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-import ember
 from ember.datasets import load_digits
 from ember.demo import ConvNet
 from ember.train.hardware import describe_machine, native_bf16
@@ -83,7 +82,7 @@ def seed_loop(x, y):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
                 optimizer.step()
-                running = loss.item()  # the seed reads the loss every step
+                loss.item()  # the seed reads the loss every step (a host sync on GPUs)
                 done += 1
                 if done == steps:
                     break

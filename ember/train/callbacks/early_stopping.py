@@ -1,5 +1,4 @@
 """Stop when a monitored quantity stops improving."""
-import copy
 
 from ember.train.callbacks.monitor import MonitorCallback
 

@@ -1,9 +1,7 @@
+"""Shared by the tests beside the modules (ember/) and the end-to-end ones (tests/)."""
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
 
 os.environ.setdefault("EMBER_QUICK", "1")
 
