@@ -9,6 +9,7 @@ ratios measured in one run do not.
     python benchmarks/train_speed.py [--rounds 3] [--steps 60]
 """
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -157,6 +158,9 @@ def keras_fit(x, y):
 def lightning_fit(x, y):
     import lightning as L
 
+    for name in ("lightning", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
     class Module(L.LightningModule):
         def __init__(self):
             super().__init__()
@@ -184,6 +188,48 @@ def lightning_fit(x, y):
     return run
 
 
+def inference_runners(x, y):
+    """Evaluate/predict throughput: the seed's validation loop against ember evaluate and predict."""
+    model = ConvNet()
+    model.compile("adamw", "cross_entropy", metrics=["accuracy"])
+    seed = seed_model().eval()
+    loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=256)
+
+    def seed_eval():
+        start = time.perf_counter()
+        correct = total = 0
+        with torch.no_grad():
+            for data, targets in loader:
+                _, predicted = seed(data).max(1)
+                correct += predicted.eq(targets).sum().item()
+                total += targets.size(0)
+        return time.perf_counter() - start
+
+    def timed(fn):
+        def run():
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start
+        return run
+
+    return {
+        "seed validation loop (no_grad, DataLoader)": seed_eval,
+        "ember evaluate": timed(lambda: model.evaluate(x, y, batch_size=256)),
+        "ember predict": timed(lambda: model.predict(x, batch_size=256)),
+    }
+
+
+def report(title, samples, base_name, fp32_peak=None):
+    base = statistics.median(samples[base_name])
+    print(f"\n{title:58s} {'samples/s':>10s} {'vs seed':>8s}" + (f" {'of peak':>8s}" if fp32_peak else ""))
+    for name, values in samples.items():
+        rate = statistics.median(values)
+        line = f"{name:58s} {rate:10.0f} {rate / base:7.2f}x"
+        if fp32_peak:
+            line += f" {rate * FLOPS_PER_SAMPLE / fp32_peak:7.1%}"
+        print(line)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -191,10 +237,6 @@ def main():
     parser.add_argument("--skip", default="", help="comma-separated trainer names to skip")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    import logging
-
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
     (x, y), _ = load_digits()
     print(describe_machine())
@@ -237,11 +279,17 @@ def main():
         for name, run in runners.items():
             samples[name].append(args.steps * BATCH / run(args.steps))
 
-    base = statistics.median(samples[next(iter(samples))]) if samples else 1
-    print(f"\n{'trainer':58s} {'samples/s':>10s} {'vs seed':>8s} {'of peak':>8s}")
-    for name, values in samples.items():
-        rate = statistics.median(values)
-        print(f"{name:58s} {rate:10.0f} {rate / base:7.2f}x {rate * FLOPS_PER_SAMPLE / fp32_peak:7.1%}")
+    if samples:
+        report("training (seed ConvNet, batch 64)", samples, next(iter(samples)), fp32_peak)
+
+    inference = inference_runners(x, y)
+    for run in inference.values():
+        run()  # warm-up
+    rates = {name: [] for name in inference}
+    for _ in range(args.rounds):
+        for name, run in inference.items():
+            rates[name].append(len(x) / run())
+    report("inference (batch 256, whole training split)", rates, next(iter(rates)))
     return 0
 
 

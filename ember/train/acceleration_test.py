@@ -1,0 +1,122 @@
+"""Each acceleration trains to the same result as plain fp32 (issue: fit faster than a hand loop)."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import ember
+from ember.train.hardware import native_bf16
+from ember.train.precision import resolve_precision
+
+
+def small_convnet():
+    return ember.wrap(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                    nn.Flatten(), nn.Linear(8 * 14 * 14, 10)))
+
+
+def train(digits, data="arrays", **options):
+    (x, y), (x_val, y_val) = digits
+    ember.seed(0)
+    model = small_convnet()
+    model.compile("adamw", "cross_entropy", ["accuracy"], lr=3e-3, clip_grad_norm=1.0, **options)
+    n = 1024
+    if data == "arrays":
+        model.fit(x[:n], y[:n], epochs=3, batch_size=64, verbose=0)
+    else:
+        loader = DataLoader(TensorDataset(torch.from_numpy(x[:n]), torch.from_numpy(y[:n])), batch_size=64,
+                            shuffle=True, generator=torch.Generator().manual_seed(0))
+        model.fit(loader, epochs=3, verbose=0)
+    return model, model.evaluate(x_val, y_val)["accuracy"]
+
+
+@pytest.fixture(scope="module")
+def reference(digits):
+    return train(digits, precision="fp32", fused=False, channels_last=False)
+
+
+@pytest.mark.parametrize("options", [
+    {"channels_last": True, "precision": "fp32", "fused": False},
+    {"fused": True, "precision": "fp32", "channels_last": False},
+    {"precision": "bf16"},
+    {"jit_compile": True, "precision": "fp32"},
+    {"data": "loader", "precision": "fp32"},
+], ids=["channels_last", "fused", "bf16", "jit_compile", "dataloader"])
+def test_each_option_trains_like_fp32(digits, reference, options):
+    _, reference_accuracy = reference
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 on a CPU without native support warns that it is slow
+        model, accuracy = train(digits, **options)
+    assert reference_accuracy > 0.9
+    assert abs(accuracy - reference_accuracy) <= 0.03, (accuracy, reference_accuracy)
+
+
+def test_channels_last_is_used_for_convolutions_and_checked(digits):
+    model, _ = train(digits, precision="fp32")
+    assert model.compiled.channels_last
+    assert model.module[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_auto_precision_never_picks_bf16_without_native_support(monkeypatch):
+    cpu = torch.device("cpu")
+    expected = "bf16" if native_bf16(cpu) else "fp32"
+    assert resolve_precision("auto", cpu) == expected
+    monkeypatch.setattr("ember.train.precision.native_bf16", lambda device: False)
+    assert resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr("ember.train.precision.native_bf16", lambda device: True)
+    assert resolve_precision("auto", cpu) == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp8", cpu)
+
+
+def test_cpu_flags_decide_native_bf16(monkeypatch):
+    from ember.train import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert hardware.native_bf16(torch.device("cpu"))
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert not hardware.native_bf16(torch.device("cpu"))
+
+
+def test_jit_compile_falls_back_to_eager_with_a_warning(monkeypatch):
+    from ember.train import jit
+
+    def broken_compile(module, **kwargs):
+        def call(*args, **kw):
+            raise torch._dynamo.exc.InternalTorchDynamoError("no compiler")
+        return call
+
+    monkeypatch.setattr(jit.torch, "compile", broken_compile)
+    forward = jit.CompiledForward(nn.Linear(2, 2))
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        out = forward(torch.ones(3, 2))
+    assert out.shape == (3, 2) and forward.fell_back
+
+
+def test_short_last_batch_does_not_recompile(digits):
+    (x, y), _ = digits
+    torch._dynamo.reset()
+    ember.seed(0)
+    model = small_convnet()
+    model.compile("sgd", "cross_entropy", lr=0.01, jit_compile=True, precision="fp32")
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    # Batches of 32, 32, 32, 20. (torch's CPU convolution guards on batch >= 16, so a tail below 16
+    # compiles once more; that guard is torch's, not a specialisation on the exact size.)
+    model.fit(x[:116], y[:116], batch_size=32, epochs=1, verbose=0)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_evaluate_and_predict_run_in_inference_mode(digits):
+    (x, y), _ = digits
+    model = small_convnet()
+    model.compile("adam", "cross_entropy")
+    seen = []
+    model.module[0].register_forward_hook(lambda m, i, o: seen.append(torch.is_inference_mode_enabled()))
+    model.evaluate(x[:8], y[:8])
+    model.predict(x[:8])
+    assert seen and all(seen[-2:])
+    np.testing.assert_array_equal(model.predict(x[:4]).shape, (4, 10))
