@@ -120,3 +120,21 @@ def test_evaluate_and_predict_run_in_inference_mode(digits):
     model.predict(x[:8])
     assert seen and all(seen[-2:])
     np.testing.assert_array_equal(model.predict(x[:4]).shape, (4, 10))
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 1e6])
+def test_cpu_gradient_clipping_matches_torch_bit_for_bit(max_norm):
+    from ember.distributed.strategy import SingleProcess
+
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3))
+    b = nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3))
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(16, 5)
+    for model in (a, b):
+        model(x).square().sum().backward()
+    expected = torch.nn.utils.clip_grad_norm_(a.parameters(), max_norm, foreach=True)
+    norm = SingleProcess().clip_grad_norm(b, max_norm)
+    assert torch.equal(norm, expected)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p.grad, q.grad)
