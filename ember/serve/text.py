@@ -15,7 +15,8 @@ class TextClassifierIO:
             raise ValueError(f"{folder}/signature.json: \"tokenizer\" must be {{\"file\": ..., \"max_length\": ...}}")
         self._tokenizer = Tokenizer.from_file(str(Path(folder) / settings["file"]))
         self._tokenizer.enable_truncation(int(settings.get("max_length", 512)))
-        self._tokenizer.enable_padding()  # to the longest string of the request
+        if self._tokenizer.padding is None:  # keep the file's pad id (not 0 for e.g. RoBERTa)
+            self._tokenizer.enable_padding()  # to the longest string of the request
         self._input_names = signature.input_names
         unknown = set(self._input_names) - {"input_ids", "attention_mask", "token_type_ids"}
         if unknown:
