@@ -1,4 +1,6 @@
 """Turning torch's bare errors about bad data into messages that name what was expected."""
+import warnings
+
 import torch
 from torch import nn
 
@@ -57,7 +59,15 @@ def _expected_input(module):
 
 
 def check_targets(outputs, targets, compiled, data=None):
-    """Once, on the first batch: labels must be valid class indices for the model's outputs."""
+    """Once, on the first batch: labels must be valid class indices for the model's outputs,
+    and a loss that expects probabilities should not be fed logits."""
+    if compiled is not None and not compiled.from_logits and isinstance(outputs, torch.Tensor):
+        o = outputs.detach()
+        if o.numel() and (o.min() < 0 or o.max() > 1):
+            warnings.warn(f"loss {compiled.loss_name!r} expects probabilities (as in Keras) but the model outputs "
+                          f"values in [{float(o.min()):.3g}, {float(o.max()):.3g}]: end the model with a softmax/"
+                          "sigmoid, or compile(..., from_logits=True), or use loss='cross_entropy'",
+                          RuntimeWarning, stacklevel=4)
     if targets is None or compiled is None or compiled.loss_name not in CLASSIFICATION_LOSSES:
         return
     if not isinstance(outputs, torch.Tensor) or outputs.dim() < 2:

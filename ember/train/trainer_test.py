@@ -233,3 +233,11 @@ def test_progress_bar_prints_keras_like_lines(capsys):
     assert "Epoch 1/2" in out and "3/3 [" in out and "loss:" in out and "accuracy:" in out
     mlp().fit(*make_data(), epochs=1, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_probability_loss_on_logits_warns():
+    x, y = make_data()
+    model = mlp()  # ends in a Dense without softmax: logits
+    model.compile("adam", "sparse_categorical_crossentropy", lr=0.01)
+    with pytest.warns(RuntimeWarning, match="expects probabilities .* from_logits=True"):
+        model.fit(x, y, epochs=1, verbose=0)
