@@ -8,11 +8,11 @@ NODE_STAMP := node_modules/.installed
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml $(NODE_STAMP)
+$(STAMP): pyproject.toml constraints.txt $(NODE_STAMP)
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
