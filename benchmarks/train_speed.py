@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 import warnings
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 import numpy as np
@@ -42,26 +43,9 @@ def matmul_peak(dtype=torch.float32, n=1024, repeats=20):
 
 
 def seed_model():
-    """The seed's ConvNet, verbatim (x.view), as a plain nn.Module."""
-
-    class SeedConvNet(nn.Module):
-        def __init__(self, num_classes=10):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
-            self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
-            self.pool = nn.MaxPool2d(2, 2)
-            self.dropout = nn.Dropout(0.25)
-            self.fc1 = nn.Linear(64 * 7 * 7, 128)
-            self.fc2 = nn.Linear(128, num_classes)
-
-        def forward(self, x):
-            x = self.pool(F.relu(self.conv1(x)))
-            x = self.pool(F.relu(self.conv2(x)))
-            x = self.dropout(x)
-            x = x.view(x.size(0), -1)
-            x = F.relu(self.fc1(x))
-            x = self.dropout(x)
-            return self.fc2(x)
+    """The seed's ConvNet, verbatim (x.view and all): examples/define_pytorch.py."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from define_pytorch import ConvNet as SeedConvNet
 
     return SeedConvNet()
 
