@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ember.define.errors import ShapeError
-from ember.distributed.strategy import get_strategy
+from ember.distributed.strategy import SingleProcess, get_strategy
 from ember.train.callbacks.base import CallbackList, LazyLogs
 from ember.train.callbacks.history import History
 from ember.train.callbacks.progress import ProgressBar
@@ -41,6 +41,9 @@ class Trainer:
         self.global_step = 0
         self.scheduler = None
         self._checked = False
+        # fit() replaces these with its strategy's; evaluate/predict alone run in this process.
+        self.strategy = SingleProcess()
+        self.forward_model = model
 
     # ------------------------------------------------------------------ fit
     def fit(self, x=None, y=None, *, batch_size=32, epochs=1, validation_data=None, validation_split=0.0,
@@ -194,9 +197,6 @@ class Trainer:
     # ------------------------------------------------------- evaluate / predict
     def evaluate(self, x=None, y=None, *, batch_size=32, verbose=0, callbacks=None, return_dict=True):
         """Loss and metrics over the data, as a dict."""
-        if not hasattr(self, "strategy"):
-            self.strategy = get_strategy(self.compiled.strategy)
-            self.forward_model = self.model
         batches = make_batches(x, y, batch_size=batch_size, device=self.device)
         self._dry_run(batches)
         logs = self._evaluate_batches(batches)
@@ -220,7 +220,6 @@ class Trainer:
 
     def predict(self, x, *, batch_size=32, verbose=0):
         """Model outputs (logits for Hugging Face models) as a numpy array, in eval mode, no gradients."""
-        self.forward_model = self.model
         batches = make_batches(x, None, batch_size=batch_size, device=self.device, what="x")
         self._dry_run(batches)
         autocast = self.precision.autocast() if self.precision else contextlib.nullcontext()
