@@ -20,6 +20,14 @@ def same_padding(size, kernel, stride, dilation):
     return total // 2, total - total // 2
 
 
+def same_pads(spatial_sizes, kernels, strides, dilations):
+    """`F.pad`'s argument for TensorFlow's "same" padding: last axis first, (before, after) each."""
+    pads = []
+    for size, k, s, d in reversed(list(zip(spatial_sizes, kernels, strides, dilations))):
+        pads.extend(same_padding(size, k, s, d))
+    return pads
+
+
 class _Conv(ImageLayer):
     def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1, groups=1,
                  activation=None, use_bias=True, *, data_format=None, input_shape=None, name=None):
@@ -59,10 +67,7 @@ class _Conv(ImageLayer):
             raise self.shape_error(expected, tuple(x.shape))
         x = self.to_channels_first(x)
         if self.padding == "same" and not self.static_padding:
-            pads = []
-            for size, k, s, d in reversed(list(zip(x.shape[2:], self.kernel_size, self.strides, self.dilation_rate))):
-                pads.extend(same_padding(size, k, s, d))
-            x = F.pad(x, pads)
+            x = F.pad(x, same_pads(x.shape[2:], self.kernel_size, self.strides, self.dilation_rate))
         y = self.conv(x, self.weight, self.bias, self.strides, self.static_padding, self.dilation_rate, self.groups)
         return self.from_channels_first(self.activation(y))
 

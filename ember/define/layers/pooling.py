@@ -2,7 +2,7 @@
 import torch.nn.functional as F
 
 from ember.define.layers.base import ImageLayer
-from ember.define.layers.conv import _tuple, same_padding
+from ember.define.layers.conv import _tuple, same_pads
 
 
 class _Pool(ImageLayer):
@@ -19,10 +19,8 @@ class _Pool(ImageLayer):
         if x.dim() != self.spatial_dims + 2:
             raise self.shape_error(f"a {self.spatial_dims + 2}-d batch", tuple(x.shape))
         x = self.to_channels_first(x)
-        pads = []
-        if self.padding == "same":
-            for size, k, s in reversed(list(zip(x.shape[2:], self.pool_size, self.strides))):
-                pads.extend(same_padding(size, k, s, 1))
+        pads = (same_pads(x.shape[2:], self.pool_size, self.strides, (1,) * self.spatial_dims)
+                if self.padding == "same" else [])
         y = self.pool_padded(x, pads) if any(pads) else self.pool(x, self.pool_size, self.strides)
         return self.from_channels_first(y)
 
