@@ -1,6 +1,6 @@
 """All the wiring in one place: repository -> data plane -> both protocols' routes, metrics, error answers."""
 import contextlib
-import logging
+import gc
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -10,14 +10,13 @@ from starlette.responses import Response
 from ember.serve import rest_v1, rest_v2
 from ember.serve.dataplane import DataPlane
 from ember.serve.errors import ServeError
-from ember.serve.httpio import json_response, serve_error_response
+from ember.serve.fastpath import InferenceFrontDoor
+from ember.serve.httpio import internal_error_response, json_response, serve_error_response
 from ember.serve.metrics import CONTENT_TYPE, ServerMetrics
 from ember.serve.repository import ModelRepository
 
-log = logging.getLogger("ember.serve")
 
-
-def create_app(path, config) -> FastAPI:
+def create_app(path, config) -> InferenceFrontDoor:
     """Load every model under `path` now (so a bad PATH fails before the port opens), then build the app."""
     metrics = ServerMetrics()
     repository = ModelRepository(path, config, metrics)
@@ -27,14 +26,19 @@ def create_app(path, config) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         repository.start_polling()
+        # What is alive now (torch, ONNX Runtime, the models) lives as long as the server; frozen, full
+        # collections stop scanning it (they otherwise stall every request for tens of milliseconds).
+        gc.collect()
+        gc.freeze()
         yield
         repository.close()  # uvicorn has already let in-flight requests finish
 
     app = FastAPI(title="ember serve", version="1",
                   description="TF Serving REST (/v1) and KServe v2 (/v2) for ember exports", lifespan=lifespan)
     app.state.dataplane = dataplane
-    app.include_router(rest_v1.router(dataplane, config.max_body_bytes))
-    app.include_router(rest_v2.router(dataplane, config.max_body_bytes))
+    routers = [rest_v1.router(dataplane, config.max_body_bytes), rest_v2.router(dataplane, config.max_body_bytes)]
+    for api in routers:
+        app.include_router(api)
 
     @app.get("/metrics", summary="Prometheus metrics", tags=["metrics"])
     async def prometheus_metrics():
@@ -43,8 +47,8 @@ def create_app(path, config) -> FastAPI:
     app.add_exception_handler(ServeError, serve_error_response)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _internal_error)
-    return app
+    app.add_exception_handler(Exception, internal_error_response)
+    return InferenceFrontDoor(app, [route for api in routers for route in api.routes])
 
 
 async def _http_error(request, error: HTTPException):
@@ -57,7 +61,3 @@ async def _validation_error(request, error: RequestValidationError):
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
     return json_response({"error": f"bad request: {problems}"}, 400)
 
-
-async def _internal_error(request, error: Exception):
-    log.exception("internal error on %s %s", request.method, request.url.path)
-    return json_response({"error": f"internal error: {type(error).__name__}: {error}"}, 500)

@@ -36,6 +36,6 @@ def run(args) -> int:
     # uvicorn answers SIGTERM by closing the port, finishing in-flight requests, then the lifespan; it then
     # re-raises the signal to the handler it found, which makes that graceful stop exit 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, proxy_headers=False,
                 timeout_graceful_shutdown=30)
     return 0

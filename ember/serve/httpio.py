@@ -1,4 +1,6 @@
 """What both protocols' routes share: bounded body reading, JSON in and out, error answers."""
+import logging
+
 import numpy as np
 import orjson
 from starlette.requests import Request
@@ -7,6 +9,7 @@ from starlette.responses import Response
 from ember.serve.errors import BadRequest, PayloadTooLarge, ServeError
 
 JSON = "application/json"
+log = logging.getLogger("ember.serve")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -48,6 +51,11 @@ def json_response(content, status: int = 200) -> Response:
 
 async def serve_error_response(request: Request, error: ServeError) -> Response:
     return json_response({"error": error.message}, error.status)
+
+
+async def internal_error_response(request: Request, error: Exception) -> Response:
+    log.exception("internal error on %s %s", request.method, request.url.path)
+    return json_response({"error": f"internal error: {type(error).__name__}: {error}"}, 500)
 
 
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}

@@ -5,6 +5,7 @@ tensors of the inputs whose parameters carry `binary_data_size`, in order (littl
 elements as a 4-byte length then the bytes). Outputs come back the same way when asked for with
 `binary_data` (per output) or `binary_data_output` (per request), as tritonclient.http does by default.
 """
+import math
 import struct
 
 import numpy as np
@@ -104,7 +105,7 @@ def _decode_inputs(entries: list, binary: memoryview) -> dict:
             raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}; expected one of {', '.join(V2_DATATYPES)}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise BadRequest(f"input {name!r}: expected \"shape\" as a list of non-negative integers, got {shape!r}")
-        dtype, count = np.dtype(V2_DATATYPES[datatype]), int(np.prod(shape, dtype=np.int64))
+        dtype, count = V2_DATATYPES[datatype], math.prod(shape)
         size = _parameters(entry).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
@@ -168,7 +169,7 @@ def _encode_outputs(served, payload: dict, outputs: dict) -> Response:
     tensors, buffers = [], []
     for name, as_binary in wanted:
         array = outputs[name]
-        tensor = {"name": name, "datatype": NUMPY_TO_V2[array.dtype.name], "shape": array.shape}
+        tensor = {"name": name, "datatype": NUMPY_TO_V2[array.dtype], "shape": array.shape}
         if as_binary:
             data = _pack_bytes(array) if array.dtype == object else np.ascontiguousarray(array).tobytes()
             tensor["parameters"] = {"binary_data_size": len(data)}
@@ -199,7 +200,7 @@ def _metadata(dataplane, served) -> dict:
     versions = sorted(table.versions) if table else [served.version]
 
     def tensors(specs):
-        return [{"name": s.name, "datatype": NUMPY_TO_V2.get(s.dtype.name, "BYTES"), "shape": list(s.shape)}
+        return [{"name": s.name, "datatype": NUMPY_TO_V2.get(s.dtype, "BYTES"), "shape": list(s.shape)}
                 for s in specs]
 
     return {"name": served.name, "versions": [str(v) for v in versions],

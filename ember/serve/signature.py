@@ -1,17 +1,18 @@
 """signature.json (docs/export_contract.md): the only description of a model the server reads."""
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-# KServe v2 datatype names <-> numpy dtype names.
-V2_DATATYPES = {
+# KServe v2 datatype names <-> numpy dtypes (looked up per request: dtype objects, not names to parse).
+V2_DATATYPES = {v2: np.dtype(numpy_name) for v2, numpy_name in {
     "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
     "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
     "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object",
-}
-NUMPY_TO_V2 = {numpy_name: v2 for v2, numpy_name in V2_DATATYPES.items()}
+}.items()}
+NUMPY_TO_V2 = {dtype: v2 for v2, dtype in V2_DATATYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,11 @@ class Signature:
     output_kind: str | None
     tokenizer: dict | None
 
-    @property
+    @cached_property
     def input_names(self) -> list:
         return [spec.name for spec in self.inputs]
 
-    @property
+    @cached_property
     def output_names(self) -> list:
         return [spec.name for spec in self.outputs]
 
