@@ -94,11 +94,19 @@ def test_v1_bad_input_is_named(http, body, status, message):
     ("POST", "/v1/models/tiny/versions/7:predict", 404, "version 7 is not available; versions 1: AVAILABLE"),
     ("POST", "/v1/models/tiny/labels/canary:predict", 404, "no version label 'canary'"),
     ("GET", "/v1/models/tiny/versions/one", 400, "valid integer"),
+    ("POST", "/v2/models/tiny/versions/one/infer", 400, "valid integer"),
     ("GET", "/v3/nothing", 404, "no route /v3/nothing"),
 ])
 def test_unknown_models_versions_and_routes(http, method, path, status, message):
     response = http.request(method, path, json={"instances": [[1, 2, 3, 4]]})
     assert response.status_code == status and message in response.json()["error"]
+
+
+def test_openapi_lists_the_400_the_server_answers_not_fastapis_422(http):
+    paths = http.get("/openapi.json").json()["paths"]
+    operations = [operation for path in paths.values() for operation in path.values()]
+    assert all("422" not in operation["responses"] for operation in operations)
+    assert "400" in paths["/v2/models/{name}/versions/{version}/infer"]["post"]["responses"]
 
 
 def test_body_over_the_limit_is_413(http):

@@ -48,6 +48,7 @@ def create_app(path, config) -> InferenceFrontDoor:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, internal_error_response)
+    app.openapi = _without_422(app.openapi)
     return InferenceFrontDoor(app, [route for api in routers for route in api.routes])
 
 
@@ -61,3 +62,14 @@ async def _validation_error(request, error: RequestValidationError):
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
     return json_response({"error": f"bad request: {problems}"}, 400)
 
+
+def _without_422(openapi):
+    """FastAPI documents validation errors as 422; this server answers them 400 (as TF Serving does)."""
+    def document() -> dict:
+        schema = openapi()
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation["responses"].pop("422", None)
+        return schema
+
+    return document
