@@ -6,8 +6,10 @@ warmup then linear decay, weight decay 0.01, max length 64, fp32:
   1. HF Trainer with its defaults (fused AdamW, random batches padded to their longest text);
   2. HF Trainer with train_sampling_strategy="group_by_length" (transformers 5's group_by_length=True);
   3. ember: model.fit on ember.hf.text_classification_data (length-grouped batches, shuffled).
-Reports samples/s, real (non-padding) tokens/s, tokens computed incl. padding, the ratios to
-Trainer's defaults, and the validation accuracy of each (same evaluation code for all).
+ember runs last: the allocator setting its fit() makes is process-wide (ember/train/host_memory.py)
+and must not speed up the Trainer runs. Reports samples/s, real (non-padding) tokens/s, tokens
+computed incl. padding, the ratios to Trainer's defaults, and the validation accuracy of each (same
+evaluation code for all).
 
     python benchmarks/hf_finetune.py --steps 50 --eval-rows 1000
     python benchmarks/hf_finetune.py --steps 579 --eval-rows 4628   # one full epoch (long on a CPU)
@@ -25,6 +27,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import ember
 from ember.hf import text_classification_data
 from ember.hf.tweets import LABELS, load_tweets
+from ember.train import host_memory
 from ember.train.hardware import describe_machine
 
 LR, WARMUP, WEIGHT_DECAY, SEED = 5e-5, 0.1, 0.01, 0
@@ -37,6 +40,7 @@ def pretrained(path):
 
 
 def run_trainer(path, tokenizer, texts, labels, args, group_by_length):
+    assert not host_memory._state["kept"], "Trainer must run before ember changes the process's allocator"
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
 
@@ -78,7 +82,8 @@ def run_ember(path, tokenizer, texts, labels, args):
     train = text_classification_data(tokenizer, texts, labels, model=model, max_length=args.max_length,
                                      batch_size=args.batch_size, shuffle=True)
     model.compile(optimizer="adamw", lr=LR, weight_decay=WEIGHT_DECAY, lr_schedule="linear",
-                  lr_schedule_interval="batch", warmup_steps=WARMUP, precision="fp32")
+                  lr_schedule_interval="batch", warmup_steps=WARMUP, clip_grad_norm=1.0,  # Trainer's max_grad_norm
+                  precision="fp32")
     start = time.perf_counter()
     model.fit(train, epochs=1, verbose=0)
     seconds = time.perf_counter() - start

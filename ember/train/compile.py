@@ -28,6 +28,7 @@ class CompileConfig:
     accumulate_steps: int = 1
     channels_last: bool = False
     jit_compile: bool = False
+    reuse_host_memory: bool = True
     strategy: object = None
     spec: dict = field(default_factory=dict)  # JSON description, stored by save()
     optimizer_factory: object = None  # set while lazily built layers have no parameters yet
@@ -43,7 +44,8 @@ class CompileConfig:
 def compile_config(model, optimizer="adamw", loss=None, metrics=None, *, from_logits=None, lr=None,
                    learning_rate=None, lr_schedule=None, lr_schedule_interval="epoch", warmup_steps=0,
                    clip_grad_norm=None, accumulate_steps=1, precision="auto", channels_last="auto",
-                   jit_compile=False, fused="auto", device=None, strategy=None, **optimizer_options):
+                   jit_compile=False, fused="auto", reuse_host_memory=True, device=None, strategy=None,
+                   **optimizer_options):
     """Options:
     - optimizer: a `torch.optim.Optimizer`, a name ("adamw", "adam", "sgd", "rmsprop", ...) whose
       hyper-parameters are keyword arguments here (`lr=`, `weight_decay=`, `momentum=`...), an
@@ -56,7 +58,8 @@ def compile_config(model, optimizer="adamw", loss=None, metrics=None, *, from_lo
       `warmup_steps`: a count, or a ratio of the run when below 1.
     - clip_grad_norm, accumulate_steps.
     - precision: "auto" | "fp32" | "bf16" | "fp16"; channels_last: "auto" | True | False;
-      jit_compile: torch.compile the forward and loss; fused: fused optimizer kernels ("auto").
+      jit_compile: torch.compile the forward and loss; fused: fused optimizer kernels ("auto");
+      reuse_host_memory: keep freed CPU memory in the process (ember/train/host_memory.py).
     - device: "cuda", "cpu", ... (default: CUDA when available); strategy: see ember.distributed.
     """
     if accumulate_steps < 1 or int(accumulate_steps) != accumulate_steps:
@@ -99,5 +102,5 @@ def compile_config(model, optimizer="adamw", loss=None, metrics=None, *, from_lo
         device=device, precision=Precision(precision, device), lr_schedule=lr_schedule,
         lr_schedule_interval=lr_schedule_interval, warmup_steps=warmup_steps, clip_grad_norm=clip_grad_norm,
         accumulate_steps=int(accumulate_steps), channels_last=bool(channels_last), jit_compile=jit_compile,
-        strategy=strategy, spec=spec,
+        reuse_host_memory=bool(reuse_host_memory), strategy=strategy, spec=spec,
     )

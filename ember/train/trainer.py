@@ -23,6 +23,7 @@ from ember.train.callbacks.history import History
 from ember.train.callbacks.progress import ProgressBar
 from ember.train.data import make_batches, move, split_validation
 from ember.train.diagnose import check_targets, explain_forward_error
+from ember.train.host_memory import keep_freed_memory
 from ember.train.jit import CompiledForward
 from ember.train.schedules import build_schedule
 
@@ -57,6 +58,7 @@ class Trainer:
         resume: a BackupAndRestore directory to continue an interrupted run from.
         """
         c, model = self.compiled, self.model
+        self._reuse_host_memory()
         self.strategy = get_strategy(strategy if strategy is not None else c.strategy)
         if validation_split:
             (x, y), validation_data = split_validation(x, y, validation_split)
@@ -197,6 +199,7 @@ class Trainer:
     # ------------------------------------------------------- evaluate / predict
     def evaluate(self, x=None, y=None, *, batch_size=32, verbose=0, callbacks=None, return_dict=True):
         """Loss and metrics over the data, as a dict."""
+        self._reuse_host_memory()
         batches = make_batches(x, y, batch_size=batch_size, device=self.device)
         self._dry_run(batches)
         logs = self._evaluate_batches(batches)
@@ -220,6 +223,7 @@ class Trainer:
 
     def predict(self, x, *, batch_size=32, verbose=0):
         """Model outputs (logits for Hugging Face models) as a numpy array, in eval mode, no gradients."""
+        self._reuse_host_memory()
         batches = make_batches(x, None, batch_size=batch_size, device=self.device, what="x")
         self._dry_run(batches)
         autocast = self.precision.autocast() if self.precision else contextlib.nullcontext()
@@ -244,6 +248,10 @@ class Trainer:
         return np.concatenate(chunks)
 
     # ------------------------------------------------------- setup helpers
+    def _reuse_host_memory(self):
+        if self.compiled is None or self.compiled.reuse_host_memory:
+            keep_freed_memory()
+
     def _dry_run(self, batches):
         """Forward the first batch before training when needed: to build layers used without an
         input shape, and to check the model accepts channels_last activations (a `.view()` on
