@@ -106,3 +106,36 @@ def test_datasets_dataset_columns(tokenizer):
     ds = datasets.Dataset.from_dict({"sentence": ["great", "awful film"], "label": [1, 0]})
     data = text_classification_data(tokenizer, ds, text_column="sentence")
     assert data.labels.tolist() == [1, 0] and data.lengths.tolist() == [3, 4]
+
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _InterruptAfter(ember.callbacks.Callback):
+    def __init__(self, batch):
+        self.batch = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            raise _Interrupt
+
+
+def test_resume_restores_the_shuffle_seed_of_text_batches(tmp_path, tokenizer):
+    texts, labels = sentiment_texts(96, seed=3)
+
+    def run(seed, backup, interrupt=()):
+        ember.seed(seed)  # a resumed process may seed differently: the backup's data seed must win
+        data = text_classification_data(tokenizer, texts, labels, batch_size=16, shuffle=True)
+        model = ember.wrap(tiny_bert())
+        model.compile("adamw", lr=1e-3)
+        model.fit(data, epochs=2, verbose=0, callbacks=[*interrupt, ember.callbacks.BackupAndRestore(backup, save_freq=2)])
+        return model
+
+    reference = run(0, tmp_path / "reference")
+    with pytest.raises(_Interrupt):
+        run(0, tmp_path / "backup", interrupt=[_InterruptAfter(3)])
+    resumed = run(99, tmp_path / "backup")
+    for (name, expected), actual in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(expected, actual), name

@@ -59,6 +59,15 @@ class IterableBatches:
     def __len__(self):
         return self._len
 
+    @property
+    def seed(self):
+        """The shuffle seed of the iterable's sampler, if it has one: BackupAndRestore saves and restores it."""
+        return getattr(getattr(self.iterable, "sampler", None), "seed", None)
+
+    @seed.setter
+    def seed(self, value):
+        self.iterable.sampler.seed = value
+
     def epoch(self, epoch, start_step=0):
         sampler = getattr(self.iterable, "sampler", None)
         if hasattr(sampler, "set_epoch"):
