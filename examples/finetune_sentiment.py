@@ -63,9 +63,10 @@ def main():
           f"({seconds:.0f} s training on {torch.get_num_threads()} threads; "
           f"always-negative {1 - sum(val_labels) / len(val_labels):.1%})")
 
-    report = export_text_classifier(model, tokenizer, OUT, max_length=64)
+    report, _ = export_text_classifier(model, tokenizer, OUT, max_length=64, format=["onnx", "web"])
     print(f"exported to {OUT}/ (model.onnx + tokenizer.json, max |onnx - torch| = {report.max_abs_diff:.1e}); "
-          f"serve it with: ember serve {OUT}")
+          f"serve it with: ember serve {OUT}; or open {OUT}/web/index.html from a static server "
+          f"(python -m http.server -d {OUT}/web): it tokenizes in the browser")
 
 
 if __name__ == "__main__":

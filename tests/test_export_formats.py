@@ -3,13 +3,10 @@
 One export (module fixture) feeds every test here: it is the slow part (litert-torch's
 conversion alone takes tens of seconds on 2 cores).
 """
-import functools
-import http.server
 import json
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import onnx
@@ -109,44 +106,19 @@ def test_artifacts_run_in_a_fresh_process_without_the_model_class(exported, tmp_
             assert (outputs[name].argmax(1) == eager.argmax(1)).all(), name
 
 
-class _StaticFiles(http.server.SimpleHTTPRequestHandler):
-    # Browsers refuse ES modules served as anything but JavaScript; older Pythons don't know .mjs.
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
-                      ".js": "text/javascript", ".wasm": "application/wasm"}
-
-    def log_message(self, *args):
-        pass
-
-
 def test_web_bundle_predicts_like_eager_in_chromium(exported):
-    from playwright.sync_api import sync_playwright
+    from ember.deploy.browser_testing import bundle_page
 
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_StaticFiles, directory=str(exported["folder"] / "web")))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     # A confidently classified validation image: the canvas path quantises pixels to 8 bits.
     eager = exported["eager"]
     probabilities = torch.softmax(torch.from_numpy(eager), 1).numpy()
     index = int(np.argmax(probabilities.max(1)))
     pixels = exported["x_val"][index].reshape(-1).tolist()
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"])
-            page = browser.new_page()
-            errors = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-            page.wait_for_function("document.getElementById('status').textContent === 'ready'", timeout=120_000)
-            result = page.evaluate("async (pixels) => await ember.classify(pixels)", pixels)
-            shown = page.get_attribute("#prediction", "data-index")
-            canvas = page.evaluate("async (pixels) => { ember.showImage(pixels); return await ember.classifyCanvas(); }",
-                                   pixels)
-            browser.close()
-    finally:
-        server.shutdown()
+    with bundle_page(exported["folder"] / "web") as (page, errors):
+        result = page.evaluate("async (pixels) => await ember.classify(pixels)", pixels)
+        shown = page.get_attribute("#prediction", "data-index")
+        canvas = page.evaluate("async (pixels) => { ember.showImage(pixels); return await ember.classifyCanvas(); }",
+                               pixels)
     assert not errors
     assert result["index"] == int(eager[index].argmax()) == int(shown)
     assert np.abs(np.array(result["probabilities"]) - probabilities[index]).max() <= 1e-4

@@ -1,9 +1,11 @@
-"""Format "web": a self-contained browser folder, `web/` (index.html, app.js, onnxruntime-web, the model).
+"""Format "web": a self-contained browser folder, `web/` (index.html, app.js, onnxruntime-web, the model;
+for a text classifier exported with its tokenizer, tokenizer.json and tokenizer.js tokenize in the page).
 
 Only the wasm build the page uses is copied (about 14 MB), from the onnxruntime-web npm
 package pinned in the repository's package.json. Serve the folder from any static file
 server; the browser test (tests/test_export_formats.py) checks its prediction against eager.
 """
+import json
 import os
 import shutil
 from pathlib import Path
@@ -29,10 +31,13 @@ def export(model, directory: Path, inputs: ModelInputs, baseline: EagerBaseline,
     dist = runtime_dist()
     for name in RUNTIME_FILES:
         shutil.copyfile(dist / name, web / name)
-    for name in ("index.html", "app.js"):
+    for name in ("index.html", "app.js", "tokenizer.js"):
         shutil.copyfile(TEMPLATE / name, web / name)
     shutil.copyfile(fp32, web / to_onnx.FILE)
     shutil.copyfile(directory / "signature.json", web / "signature.json")
+    tokenizer = json.loads((directory / "signature.json").read_text()).get("tokenizer")
+    if tokenizer:
+        shutil.copyfile(directory / tokenizer["file"], web / tokenizer["file"])
     # The page runs exactly these model bytes; check them in ONNX Runtime here, in a browser in the tests.
     session = to_onnx.ort_session(web / to_onnx.FILE)
     return baseline.report(FORMAT, directory, [FOLDER], to_onnx.ort_runner(session),

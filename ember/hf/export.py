@@ -29,10 +29,12 @@ class SequenceClassifierLogits(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-def export_text_classifier(model, tokenizer, path, *, max_length=None, label_names=None, **options):
+def export_text_classifier(model, tokenizer, path, *, max_length=None, label_names=None, format="onnx", **options):
     """Write model.onnx, tokenizer.json and signature.json into folder `path`; returns the ExportReport
     (the ONNX model's difference from eager PyTorch and both latencies).
 
+    format: "onnx" (what `ember serve` runs), or a list that adds "web": a browser bundle that tokenizes
+    raw text in JavaScript (BERT WordPiece tokenizers).
     label_names: class names, index = class id (default: the model's `config.id2label`).
     max_length: the longest token sequence the server feeds (default: the tokenizer's limit, capped by
     the model's position embeddings). `options` (e.g. `held_out=`) go to `ember.deploy.export.export`,
@@ -56,7 +58,7 @@ def export_text_classifier(model, tokenizer, path, *, max_length=None, label_nam
                         return_token_type_ids=False)
     tokenizer_json = serving_tokenizer(tokenizer, max_length).to_str().encode()
     logits = SequenceClassifierLogits(model).train(model.training)  # export restores this mode afterwards
-    return export(logits, path, format="onnx",
+    return export(logits, path, format=format,
                   example=(example["input_ids"].to(torch.int64), example["attention_mask"].to(torch.int64)),
                   signature={"task": "text_classification", "labels": labels, "output_kind": "logits",
                              "tokenizer": {"file": TOKENIZER_FILE, "max_length": max_length}},

@@ -1,4 +1,5 @@
-// ember's browser bundle: signature.json + model.onnx run by onnxruntime-web (wasm backend, no CDN).
+// ember's browser bundle: signature.json + model.onnx run by onnxruntime-web (wasm backend, no CDN);
+// text classifiers also get tokenizer.json, tokenized here by tokenizer.js.
 "use strict";
 
 const folder = new URL("./", location.href).href;
@@ -11,10 +12,29 @@ const $ = (id) => document.getElementById(id);
 const ember = {
   signature: null,
   session: null,
+  tokenizer: null,
 
   async load() {
     this.signature = await (await fetch(folder + "signature.json")).json();
+    if (this.signature.tokenizer) {
+      const config = await (await fetch(folder + this.signature.tokenizer.file)).json();
+      this.tokenizer = new WordPieceTokenizer(config);
+    }
     this.session = await ort.InferenceSession.create(folder + "model.onnx", { executionProviders: ["wasm"] });
+  },
+
+  // Text classifiers: raw strings -> [{label, index, probabilities}], one per text.
+  async classifyTexts(texts) {
+    const outputs = await this.run(this.tokenizer.encodeBatch(texts));
+    const { dims, data } = outputs[this.signature.outputs[0].name];
+    const labels = this.signature.labels || Array.from({ length: dims[1] }, (_, i) => String(i));
+    const results = texts.map((_, row) => {
+      const probabilities = softmax(data.slice(row * dims[1], (row + 1) * dims[1]));
+      const index = probabilities.indexOf(Math.max(...probabilities));
+      return { index, label: labels[index], probabilities };
+    });
+    showClassification(results[0], labels);
+    return results;
   },
 
   // Run the model; feeds = {name: {data: TypedArray | nested array, shape: [...]}} or nested arrays.
@@ -162,6 +182,11 @@ function setUpCanvas() {
   $("clear").addEventListener("click", () => { clear(); $("prediction").textContent = ""; $("probabilities").innerHTML = ""; });
 }
 
+// ---- text classifiers: a text box ----------------------------------------------------------------
+function setUpText() {
+  $("classify-text").addEventListener("click", () => ember.classifyTexts([$("text-input").value]));
+}
+
 // ---- other models: a JSON box -----------------------------------------------------------------
 function setUpJson() {
   const example = {};
@@ -181,9 +206,10 @@ function setUpJson() {
 }
 
 ember.ready = ember.load().then(() => {
-  const isImage = ember.signature.task === "image_classification";
-  $(isImage ? "image-ui" : "json-ui").hidden = false;
-  if (isImage) setUpCanvas(); else setUpJson();
+  const ui = ember.signature.task === "image_classification" ? "image" : ember.tokenizer ? "text" : "json";
+  $(`${ui}-ui`).hidden = false;
+  $("result").hidden = ui === "json";
+  ({ image: setUpCanvas, text: setUpText, json: setUpJson })[ui]();
   $("status").textContent = "ready";
 }).catch((error) => {
   $("status").textContent = "error: " + error;
