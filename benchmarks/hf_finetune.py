@@ -40,7 +40,7 @@ def pretrained(path):
 
 
 def run_trainer(path, tokenizer, texts, labels, args, group_by_length):
-    assert not host_memory._state["kept"], "Trainer must run before ember changes the process's allocator"
+    assert not host_memory.freed_memory_kept(), "Trainer must run before ember changes the process's allocator"
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
 

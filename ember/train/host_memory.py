@@ -30,6 +30,11 @@ def glibc() -> ctypes.CDLL | None:
         return None
 
 
+def freed_memory_kept() -> bool:
+    """Whether keep_freed_memory() has taken effect in this process."""
+    return _state["kept"]
+
+
 def keep_freed_memory() -> bool:
     """Make this process reuse freed CPU memory (once; later calls are free). True when in effect."""
     if not _state["kept"]:

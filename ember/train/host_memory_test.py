@@ -48,7 +48,7 @@ from ember.train import host_memory
 model = ember.wrap(torch.nn.Linear(4, 2))
 model.compile("sgd", "cross_entropy", reuse_host_memory={flag})
 model.fit(np.zeros((8, 4), np.float32), np.zeros(8, np.int64), epochs=1, verbose=0)
-print(host_memory._state["kept"])
+print(host_memory.freed_memory_kept())
 """
     for flag, expected in (("True", "True"), ("False", "False")):
         result = subprocess.run([sys.executable, "-c", script.format(flag=flag)], capture_output=True, text=True,
