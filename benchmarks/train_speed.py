@@ -216,7 +216,7 @@ def report(title, samples, base_name, fp32_peak=None):
         print(line)
 
 
-OFF = {"precision": "fp32", "fused": False, "channels_last": False, "reuse_host_memory": False}
+OFF = {"precision": "fp32", "fused": False, "channels_last": False, "fast_dropout": False, "reuse_host_memory": False}
 
 
 def jobs(x, y, bf16: bool) -> dict:
@@ -229,6 +229,7 @@ def jobs(x, y, bf16: bool) -> dict:
         "ember fit, sliced arrays only": lambda: ember_fit(x, y, **OFF),
         "ember fit, + fused AdamW only": lambda: ember_fit(x, y, data="loader", **{**OFF, "fused": "auto"}),
         "ember fit, + channels_last only": lambda: ember_fit(x, y, data="loader", **{**OFF, "channels_last": True}),
+        "ember fit, + fast_dropout only": lambda: ember_fit(x, y, data="loader", **{**OFF, "fast_dropout": True}),
         "ember fit, + reuse_host_memory only": lambda: ember_fit(x, y, data="loader",
                                                                  **{**OFF, "reuse_host_memory": True}),
         "ember fit, + jit_compile": lambda: ember_fit(x, y, jit_compile=True),

@@ -14,7 +14,7 @@ from ember.train.precision import resolve_precision
 
 def small_convnet():
     return ember.wrap(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                    nn.Flatten(), nn.Linear(8 * 14 * 14, 10)))
+                                    nn.Flatten(), nn.Dropout(0.1), nn.Linear(8 * 14 * 14, 10)))
 
 
 def train(digits, data="arrays", **options):
@@ -34,16 +34,17 @@ def train(digits, data="arrays", **options):
 
 @pytest.fixture(scope="module")
 def reference(digits):
-    return train(digits, precision="fp32", fused=False, channels_last=False)
+    return train(digits, precision="fp32", fused=False, channels_last=False, fast_dropout=False)
 
 
 @pytest.mark.parametrize("options", [
-    {"channels_last": True, "precision": "fp32", "fused": False},
-    {"fused": True, "precision": "fp32", "channels_last": False},
+    {"channels_last": True, "precision": "fp32", "fused": False, "fast_dropout": False},
+    {"fused": True, "precision": "fp32", "channels_last": False, "fast_dropout": False},
+    {"fast_dropout": True, "precision": "fp32", "channels_last": False, "fused": False},
     {"precision": "bf16"},
     {"jit_compile": True, "precision": "fp32"},
     {"data": "loader", "precision": "fp32"},
-], ids=["channels_last", "fused", "bf16", "jit_compile", "dataloader"])
+], ids=["channels_last", "fused", "fast_dropout", "bf16", "jit_compile", "dataloader"])
 def test_each_option_trains_like_fp32(digits, reference, options):
     _, reference_accuracy = reference
     with warnings.catch_warnings():
@@ -57,6 +58,24 @@ def test_channels_last_is_used_for_convolutions_and_checked(digits):
     model, _ = train(digits, precision="fp32")
     assert model.compiled.channels_last
     assert model.module[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_training_forward_runs_in_the_cpu_fast_paths(digits, monkeypatch):
+    from ember.train.fast_paths import CpuTrainingFastPaths
+
+    monkeypatch.setattr("ember.train.compile.serial_cpu_bernoulli", lambda: True)
+    (x, y), _ = digits
+    seen = []
+    for options in ({}, {"jit_compile": True}, {"fast_dropout": False, "channels_last": False}):
+        model = small_convnet()
+        model.compile("sgd", "cross_entropy", lr=0.01, **options)
+        modes = []
+        current_mode = torch.overrides._get_current_function_mode
+        model.module[0].register_forward_hook(lambda m, i, o: modes.append(current_mode()))
+        model.fit(x[:64], y[:64], batch_size=64, verbose=0)
+        mode = modes[-1]  # the training step's forward
+        seen.append(isinstance(mode, CpuTrainingFastPaths) and (mode.dropout, mode.channels_last))
+    assert seen == [(True, True), False, False]
 
 
 def test_auto_precision_never_picks_bf16_without_native_support(monkeypatch):

@@ -28,15 +28,25 @@ def cpu_flags() -> frozenset:
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_model() -> str:
+def _cpuinfo_field(name: str) -> str | None:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(name):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def serial_cpu_bernoulli() -> bool:
+    """Whether torch's CPU bernoulli_ (dropout's mask) is its serial one-number-per-element path:
+    it uses MKL's parallel generator only on Intel CPUs (ember/train/fast_paths.py)."""
+    return not (torch.backends.mkl.is_available() and _cpuinfo_field("vendor_id") == "GenuineIntel")
 
 
 def native_bf16(device: torch.device) -> bool:

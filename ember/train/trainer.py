@@ -1,7 +1,7 @@
 """fit / evaluate / predict. The training step is `Trainer.train_step`, the only one in ember.
 
 One batch travels: `Model.fit` -> `Trainer.fit` (epoch loop, callbacks) ->
-`Trainer.train_step` (autocast -> forward -> loss -> scaled backward -> unscale ->
+`Trainer.train_step` (autocast and CPU fast paths -> forward -> loss -> scaled backward -> unscale ->
 clip -> optimizer step -> zero_grad -> per-batch LR step). Precision, gradient
 accumulation and the distributed strategy's gradient sync are visible in that one
 function; nothing else overrides it.
@@ -23,6 +23,7 @@ from ember.train.callbacks.history import History
 from ember.train.callbacks.progress import ProgressBar
 from ember.train.data import make_batches, move, split_validation
 from ember.train.diagnose import check_targets, explain_forward_error
+from ember.train.fast_paths import CpuTrainingFastPaths
 from ember.train.host_memory import keep_freed_memory
 from ember.train.jit import CompiledForward
 from ember.train.schedules import build_schedule
@@ -45,6 +46,7 @@ class Trainer:
         # fit() replaces these with its strategy's; evaluate/predict alone run in this process.
         self.strategy = SingleProcess()
         self.forward_model = model
+        self.fast_paths = contextlib.nullcontext()
 
     # ------------------------------------------------------------------ fit
     def fit(self, x=None, y=None, *, batch_size=32, epochs=1, validation_data=None, validation_split=0.0,
@@ -73,6 +75,7 @@ class Trainer:
         self.forward_model = self.strategy.setup(model, train, c)
         if c.jit_compile:
             self.forward_model = CompiledForward(self.forward_model)
+        self.fast_paths = _training_fast_paths(c)
         optimizer = c.ensure_optimizer(model)
         steps = len(train)
         per_batch = c.lr_schedule_interval == "batch"
@@ -128,7 +131,7 @@ class Trainer:
         c, opt, scaler = self.compiled, self.compiled.optimizer, self.precision.scaler
         # DDP/FSDP skip the gradient all-reduce on accumulation micro-batches.
         with self.strategy.gradient_sync(self.forward_model, last_micro):
-            with self.precision.autocast():
+            with self.precision.autocast(), self.fast_paths:
                 outputs, loss = self.forward_and_loss(inputs, targets)
             scaler.scale(loss * self.strategy.loss_weight / c.accumulate_steps).backward()
         if last_micro:
@@ -289,6 +292,14 @@ class Trainer:
             raise explain_forward_error(self.model, inputs, error) from error
         finally:
             self.model.train(was_training)
+
+
+def _training_fast_paths(c):
+    """The context the training forward runs in: ember/train/fast_paths.py on the CPU, where measured."""
+    channels_last = c.channels_last and c.device.type == "cpu"
+    if c.jit_compile or not (c.fast_dropout or channels_last):  # torch.compile fuses these itself
+        return contextlib.nullcontext()
+    return CpuTrainingFastPaths(dropout=c.fast_dropout, channels_last=channels_last)
 
 
 def _split_xy(data):
