@@ -205,12 +205,19 @@ def inference_runners(x, y):
     }
 
 
-def report(title, samples, base_name, fp32_peak=None):
-    base = statistics.median(samples[base_name])
-    print(f"\n{title:58s} {'samples/s':>10s} {'vs seed':>8s}" + (f" {'of peak':>8s}" if fp32_peak else ""))
-    for name, values in samples.items():
-        rate = statistics.median(values)
-        line = f"{name:58s} {rate:10.0f} {rate / base:7.2f}x"
+def report(title, rounds, base_name, fp32_peak=None):
+    """rounds: name -> samples/s in each round (None where a run failed). The ratio to the seed loop is
+    taken within each round, where both ran minutes apart, then the median over rounds is printed with
+    its range: the neighbours on a shared machine move absolute speed between rounds."""
+    base = rounds[base_name]
+    header = f"\n{title:72s} {'samples/s':>10s} {'vs seed':>8s} {'range':>12s}"
+    print(header + (f" {'of peak':>8s}" if fp32_peak else ""))
+    for name, values in rounds.items():
+        ratios = [v / b for v, b in zip(values, base) if v and b]
+        if not ratios:
+            continue
+        rate = statistics.median(v for v in values if v)
+        line = f"{name:72s} {rate:10.0f} {statistics.median(ratios):7.2f}x {min(ratios):5.2f}-{max(ratios):.2f}x"
         if fp32_peak:
             line += f" {rate * FLOPS_PER_SAMPLE / fp32_peak:7.1%}"
         print(line)
@@ -224,7 +231,7 @@ def jobs(x, y, bf16: bool) -> dict:
     training = {
         "seed loop (DataLoader, loss.item() each step)": lambda: seed_loop(x, y),
         "ember fit, default (auto)": lambda: ember_fit(x, y),
-        "ember fit, all off (DataLoader, fp32, no fused, NCHW, glibc malloc)": lambda: ember_fit(
+        "ember fit, all off (DataLoader, fp32, NCHW, torch dropout, no fused, glibc malloc)": lambda: ember_fit(
             x, y, data="loader", **OFF),
         "ember fit, sliced arrays only": lambda: ember_fit(x, y, **OFF),
         "ember fit, + fused AdamW only": lambda: ember_fit(x, y, data="loader", **{**OFF, "fused": "auto"}),
@@ -285,14 +292,9 @@ def main():
                                         capture_output=True, text=True)
                 if result.returncode != 0:  # a missing benchmark extra must not hide the others
                     print(f"skipped {name}: {result.stderr.strip().splitlines()[-1:]}")
-                    continue
-                samples[kind][name].append(float(result.stdout.split()[-1]))
-    training = {n: v for n, v in samples["training"].items() if v}
-    if training:
-        report("training (seed ConvNet, batch 64)", training, next(iter(training)), fp32_peak)
-    inference = {n: v for n, v in samples["inference"].items() if v}
-    if inference:
-        report("inference (batch 256, whole training split)", inference, next(iter(inference)))
+                samples[kind][name].append(float(result.stdout.split()[-1]) if result.returncode == 0 else None)
+    report("training (seed ConvNet, batch 64)", samples["training"], next(iter(names["training"])), fp32_peak)
+    report("inference (batch 256, whole training split)", samples["inference"], next(iter(names["inference"])))
     return 0
 
 
