@@ -2,9 +2,10 @@
 (torch backend) and Lightning, on the seed's ConvNet, 28x28 digits, batch 64, AdamW, clipping 1.0.
 
 Each measurement runs in a fresh process (as a user's script would: ember's allocator setting is
-process-wide), trainers alternating round by round, each after a warm-up and timed three times; the
-report is the median samples/s of each, its ratio to the seed loop, and its fraction of the machine's matmul peak
-(measured here). Absolute numbers drift on shared machines; ratios measured in one run do not.
+process-wide), after a warm-up, timed three times (median). The seed loop runs again between every two
+other jobs, and each job's ratio is to the mean of the two seed runs around it: neighbours on a shared
+machine move absolute speed within minutes. The report: median samples/s, the median and range of those
+ratios over the rounds, and the fraction of the machine's matmul peak (measured here).
 
     python benchmarks/train_speed.py [--rounds 3] [--steps 60]
 """
@@ -205,22 +206,30 @@ def inference_runners(x, y):
     }
 
 
-def report(title, rounds, base_name, fp32_peak=None):
-    """rounds: name -> samples/s in each round (None where a run failed). The ratio to the seed loop is
-    taken within each round, where both ran minutes apart, then the median over rounds is printed with
-    its range: the neighbours on a shared machine move absolute speed between rounds."""
-    base = rounds[base_name]
-    header = f"\n{title:72s} {'samples/s':>10s} {'vs seed':>8s} {'range':>12s}"
+def report(title, samples, ratios, fp32_peak=None):
+    """samples: name -> samples/s per run; ratios: name -> its ratios to the seed loop runs around it."""
+    header = f"\n{title:84s} {'samples/s':>10s} {'vs seed':>8s} {'range':>12s}"
     print(header + (f" {'of peak':>8s}" if fp32_peak else ""))
-    for name, values in rounds.items():
-        ratios = [v / b for v, b in zip(values, base) if v and b]
-        if not ratios:
+    for name, values in samples.items():
+        measured = [r for r in ratios[name] if r]
+        if not measured:
             continue
         rate = statistics.median(v for v in values if v)
-        line = f"{name:72s} {rate:10.0f} {statistics.median(ratios):7.2f}x {min(ratios):5.2f}-{max(ratios):.2f}x"
+        line = (f"{name:84s} {rate:10.0f} {statistics.median(measured):7.2f}x "
+                f"{min(measured):5.2f}-{max(measured):.2f}x")
         if fp32_peak:
             line += f" {rate * FLOPS_PER_SAMPLE / fp32_peak:7.1%}"
         print(line)
+
+
+def measure(kind, name, steps):
+    """samples/s of one job in a fresh process; None (and a line saying why) when it could not run."""
+    result = subprocess.run([sys.executable, __file__, "--steps", str(steps), "--job", kind, name],
+                            capture_output=True, text=True)
+    if result.returncode != 0:  # a missing benchmark extra must not hide the others
+        print(f"skipped {name}: {result.stderr.strip().splitlines()[-1:]}")
+        return None
+    return float(result.stdout.split()[-1])
 
 
 OFF = {"precision": "fp32", "fused": False, "channels_last": False, "fast_dropout": False, "reuse_host_memory": False}
@@ -279,22 +288,29 @@ def main():
     if bf16:
         line += f", bf16 {matmul_peak(torch.bfloat16) / 1e9:.0f} GFLOP/s"
     print(line + f" | native bf16: {bf16}")
-    print("each measurement in a fresh process, trainers alternating round by round")
+    print("each measurement in a fresh process; the seed loop runs between every two others")
 
     (x, y), _ = load_digits()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     names = {kind: [n for n in runners if not any(s in n for s in skip)] for kind, runners in jobs(x, y, bf16).items()}
     samples = {kind: {name: [] for name in kind_names} for kind, kind_names in names.items()}
+    ratios = {kind: {name: [] for name in kind_names} for kind, kind_names in names.items()}
     for _ in range(args.rounds):
-        for kind, kind_names in names.items():
-            for name in kind_names:
-                result = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--job", kind, name],
-                                        capture_output=True, text=True)
-                if result.returncode != 0:  # a missing benchmark extra must not hide the others
-                    print(f"skipped {name}: {result.stderr.strip().splitlines()[-1:]}")
-                samples[kind][name].append(float(result.stdout.split()[-1]) if result.returncode == 0 else None)
-    report("training (seed ConvNet, batch 64)", samples["training"], next(iter(names["training"])), fp32_peak)
-    report("inference (batch 256, whole training split)", samples["inference"], next(iter(names["inference"])))
+        for kind, (base, *others) in names.items():
+            # The seed loop runs before and after every other job: each ratio is to the mean of the
+            # two seed runs around it, minutes apart at most, as neighbours move the machine's speed.
+            before = measure(kind, base, args.steps)
+            samples[kind][base].append(before)
+            ratios[kind][base].append(1.0)
+            for name in others:
+                value, after = measure(kind, name, args.steps), measure(kind, base, args.steps)
+                samples[kind][name].append(value)
+                samples[kind][base].append(after)
+                if value and before and after:
+                    ratios[kind][name].append(value / ((before + after) / 2))
+                before = after
+    report("training (seed ConvNet, batch 64)", samples["training"], ratios["training"], fp32_peak)
+    report("inference (batch 256, whole training split)", samples["inference"], ratios["inference"])
     return 0
 
 
