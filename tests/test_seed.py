@@ -12,8 +12,10 @@ def test_seed_train_loop_and_ember_fit_reach_the_same_accuracy():
     import train_loop
 
     seed_history, ember_history = train_loop.main(num_epochs=10)
-    seed_acc, ember_acc = seed_history["val_accuracy"][-1], ember_history["val_accuracy"][-1]
-    assert abs(seed_acc - ember_acc) <= 0.01, (seed_acc, ember_acc)
+    # The last three epochs' mean: one epoch's accuracy on 359 images moves by a point either way
+    # (4 images) with the random stream alone, in both loops.
+    seed_acc, ember_acc = (sum(h["val_accuracy"][-3:]) / 3 for h in (seed_history, ember_history))
+    assert abs(seed_acc - ember_acc) <= 0.01, (seed_history["val_accuracy"], ember_history["val_accuracy"])
     assert ember_acc >= 0.95  # 10 epochs of the seed recipe on 1,437 digits
 
 

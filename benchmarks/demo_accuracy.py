@@ -1,0 +1,53 @@
+"""Accuracy of the accelerated defaults against plain fp32 on the demo's recipe (`make demo`).
+
+The demo's ConvNet, data, optimizer and callbacks (ember/demo.py), trained once with compile()'s
+defaults and once with every acceleration off, for each seed; prints both validation accuracies and
+their difference. The issue's bar: the accelerated fit within 0.5 points of fp32.
+
+    python benchmarks/demo_accuracy.py [--seeds 0 1 2] [--epochs 10]
+"""
+import argparse
+import statistics
+
+import torch
+
+import ember
+from ember.callbacks import EarlyStopping, ReduceLROnPlateau
+from ember.datasets import load_digits
+from ember.demo import ConvNet
+from ember.train.hardware import describe_machine
+
+# The demo passes a built AdamW, so `fused` does not apply; reuse_host_memory does not change results.
+ALL_OFF = {"precision": "fp32", "channels_last": False, "fast_dropout": False}
+
+
+def train(seed, epochs, **options):
+    ember.seed(seed)
+    (x, y), (x_val, y_val) = load_digits()
+    model = ConvNet()
+    model.compile(torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4),
+                  loss="cross_entropy", metrics=["accuracy"], clip_grad_norm=1.0, **options)
+    model.fit(x, y, validation_data=(x_val, y_val), epochs=epochs, batch_size=32, verbose=0,
+              callbacks=[EarlyStopping(monitor="val_accuracy", patience=5, restore_best_weights=True),
+                         ReduceLROnPlateau(factor=0.5, patience=3)])
+    return model.evaluate(x_val, y_val)["accuracy"], model.compiled.precision.name
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=10)
+    args = parser.parse_args()
+    print(describe_machine())
+    print(f"{'seed':>4s} {'defaults':>14s} {'all off (fp32)':>15s} {'difference':>11s}")
+    differences = []
+    for seed in args.seeds:
+        fast, precision = train(seed, args.epochs)
+        plain, _ = train(seed, args.epochs, **ALL_OFF)
+        differences.append(fast - plain)
+        print(f"{seed:4d} {fast:8.2%} ({precision}) {plain:15.2%} {100 * (fast - plain):+10.2f} pt")
+    print(f"mean difference {100 * statistics.mean(differences):+.2f} points over {len(differences)} seeds")
+
+
+if __name__ == "__main__":
+    main()
