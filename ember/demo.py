@@ -36,6 +36,20 @@ class ConvNet(ember.Model):
         return self.fc2(x)
 
 
+BATCH_SIZE = 32
+
+
+def compile_recipe(model, **options):
+    """The demo's optimizer, loss and clipping; benchmarks/demo_accuracy.py passes other `options`."""
+    model.compile(torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4),
+                  loss="cross_entropy", metrics=["accuracy"], clip_grad_norm=1.0, **options)
+
+
+def recipe_callbacks():
+    return [EarlyStopping(monitor="val_accuracy", patience=5, restore_best_weights=True),
+            ReduceLROnPlateau(factor=0.5, patience=3)]
+
+
 def add_arguments(parser):
     parser.add_argument("--out", default="out/demo", help="folder for the checkpoint, curves and exports")
     parser.add_argument("--epochs", type=int, default=10)
@@ -54,16 +68,12 @@ def run(args) -> int:
 
     model = ConvNet(num_classes=10)
     model.summary(input_shape=(1, 28, 28))
-    model.compile(torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4),
-                  loss="cross_entropy", metrics=["accuracy"], clip_grad_norm=1.0)
-    callbacks = [
-        EarlyStopping(monitor="val_accuracy", patience=5, restore_best_weights=True),
-        ReduceLROnPlateau(factor=0.5, patience=3),
-        ModelCheckpoint(out / "best_model.ember", monitor="val_accuracy", save_best_only=True),
-    ]
+    compile_recipe(model)
+    callbacks = recipe_callbacks() + [
+        ModelCheckpoint(out / "best_model.ember", monitor="val_accuracy", save_best_only=True)]
     started = time.perf_counter()
     history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=1 if quick else args.epochs,
-                        batch_size=32, callbacks=callbacks, verbose=1)
+                        batch_size=BATCH_SIZE, callbacks=callbacks, verbose=1)
     seconds = time.perf_counter() - started
     results = model.evaluate(x_val, y_val)
     history.plot(out / "curves.png")

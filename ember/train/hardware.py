@@ -16,19 +16,8 @@ def resolve_device(device=None) -> torch.device:
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_flags() -> frozenset:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-@functools.lru_cache(maxsize=None)
 def _cpuinfo_field(name: str) -> str | None:
+    """The first /proc/cpuinfo line starting with `name`, after its colon; None off Linux."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -37,6 +26,10 @@ def _cpuinfo_field(name: str) -> str | None:
     except OSError:
         pass
     return None
+
+
+def cpu_flags() -> frozenset:
+    return frozenset((_cpuinfo_field("flags") or "").split())
 
 
 def cpu_model() -> str:

@@ -296,10 +296,9 @@ class Trainer:
 
 def _training_fast_paths(c):
     """The context the training forward runs in: ember/train/fast_paths.py on the CPU, where measured."""
-    channels_last = c.channels_last and c.device.type == "cpu"
-    if c.jit_compile or not (c.fast_dropout or channels_last):  # torch.compile fuses these itself
-        return contextlib.nullcontext()
-    return CpuTrainingFastPaths(dropout=c.fast_dropout, channels_last=channels_last)
+    if c.jit_compile or c.device.type != "cpu" or not (c.fast_dropout or c.channels_last):
+        return contextlib.nullcontext()  # torch.compile fuses these itself
+    return CpuTrainingFastPaths(dropout=c.fast_dropout, channels_last=c.channels_last)
 
 
 def _split_xy(data):
