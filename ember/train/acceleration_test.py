@@ -63,7 +63,6 @@ def test_channels_last_is_used_for_convolutions_and_checked(digits):
 def test_training_forward_runs_in_the_cpu_fast_paths(digits, monkeypatch):
     from ember.train.fast_paths import CpuTrainingFastPaths
 
-    monkeypatch.setattr("ember.train.compile.serial_cpu_bernoulli", lambda: True)
     (x, y), _ = digits
     seen = []
     for options in ({}, {"jit_compile": True}, {"fast_dropout": False, "channels_last": False}):

@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ember.train import hardware
 from ember.train.fast_paths import CpuTrainingFastPaths, dropout
 
 NHWC = torch.channels_last
@@ -102,10 +101,3 @@ def test_flattens_that_torch_does_not_copy_are_left_alone():
         with pytest.raises(RuntimeError, match="view size is not compatible"):
             x.view(4, -1)  # fails in eager torch, so it fails here too
 
-
-def test_serial_bernoulli_is_detected_from_the_cpu_vendor(monkeypatch):
-    monkeypatch.setattr(hardware.torch.backends.mkl, "is_available", lambda: True)
-    monkeypatch.setattr(hardware, "_cpuinfo_field", lambda name: "GenuineIntel")
-    assert not hardware.serial_cpu_bernoulli()
-    monkeypatch.setattr(hardware, "_cpuinfo_field", lambda name: "AuthenticAMD")
-    assert hardware.serial_cpu_bernoulli()

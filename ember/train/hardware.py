@@ -36,12 +36,6 @@ def cpu_model() -> str:
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
-def serial_cpu_bernoulli() -> bool:
-    """Whether torch's CPU bernoulli_ (dropout's mask) is its serial one-number-per-element path:
-    it uses MKL's parallel generator only on Intel CPUs (ember/train/fast_paths.py)."""
-    return not (torch.backends.mkl.is_available() and _cpuinfo_field("vendor_id") == "GenuineIntel")
-
-
 def native_bf16(device: torch.device) -> bool:
     """True where bf16 matmuls/convolutions run in hardware (not emulated)."""
     if device.type == "cuda":
