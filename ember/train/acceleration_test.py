@@ -60,7 +60,7 @@ def test_channels_last_is_used_for_convolutions_and_checked(digits):
     assert model.module[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_training_forward_runs_in_the_cpu_fast_paths(digits, monkeypatch):
+def test_training_forward_runs_in_the_cpu_fast_paths(digits):
     from ember.train.fast_paths import CpuTrainingFastPaths
 
     (x, y), _ = digits

@@ -62,8 +62,8 @@ def compile_config(model, optimizer="adamw", loss=None, metrics=None, *, from_lo
     - precision: "auto" | "fp32" | "bf16" | "fp16"; channels_last: "auto" | True | False;
       jit_compile: torch.compile the forward and loss; fused: fused optimizer kernels ("auto");
       fast_dropout: "auto" | True | False, dropout masks drawn 3-4x faster than torch's serial CPU
-      ones (ember/train/fast_paths.py; auto: on the CPU); reuse_host_memory: keep freed CPU memory in the process
-      (ember/train/host_memory.py).
+      ones (ember/train/fast_paths.py; auto: on the CPU); reuse_host_memory: keep freed CPU memory
+      in the process (ember/train/host_memory.py).
     - device: "cuda", "cpu", ... (default: CUDA when available); strategy: see ember.distributed.
     """
     if accumulate_steps < 1 or int(accumulate_steps) != accumulate_steps:

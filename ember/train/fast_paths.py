@@ -4,10 +4,11 @@ step on an AMD EPYC (AVX2), where together they took ~5 ms of a ~31 ms step.
 
 - Dropout masks (`fast_dropout`): torch's CPU bernoulli_ draws one Mersenne Twister number per
   element, mostly on one thread (~13-15 ns/element: 2.7-3 ms for the ConvNet's 200k activations,
-  measured on an AMD EPYC and on an Intel Xeon with AMX, whose MKL build torch 2.13 does not use for it). Here the mask comes from 16-bit uniforms, four per 64-bit
-  draw of the same generator (so torch.manual_seed / ember.seed still decide it): 3-4x faster. The keep
-  probability is rounded to a multiple of 1/65536 and kept values are scaled by its exact inverse, so
-  the expected output still equals the input.
+  measured on an AMD EPYC and on an Intel Xeon with AMX, whose MKL torch 2.13 does not use for it).
+  Here the mask comes from 16-bit uniforms, four per 64-bit draw of the same generator (so
+  torch.manual_seed / ember.seed still decide it): 3-4x faster. The keep probability is rounded to
+  a multiple of 1/65536 and kept values are scaled by its exact inverse, so the expected output
+  still equals the input.
 - Gradients at a channels_last flatten: flattening an NHWC activation for a classifier head copies it
   to NCHW order, so its gradient comes back NCHW and every backward kernel above it mixes layouts
   (max-pool's backward then copies its NHWC tensors to NCHW and back: 2.5 ms instead of 0.3 ms;
