@@ -5,7 +5,8 @@ Each measurement runs in a fresh process (as a user's script would: ember's allo
 process-wide), after a warm-up, timed three times (median). The seed loop runs again between every two
 other jobs, and each job's ratio is to the mean of the two seed runs around it: neighbours on a shared
 machine move absolute speed within minutes. The report: median samples/s, the median and range of those
-ratios over the rounds, and the fraction of the machine's matmul peak (measured here).
+ratios over the rounds, and the fractions of the machine's matmul peaks (measured here: fp32, and bf16
+where the CPU runs it natively).
 
     python benchmarks/train_speed.py [--rounds 3] [--steps 60]
 """
