@@ -33,7 +33,11 @@ def cpu_flags() -> frozenset:
 
 
 def cpu_model() -> str:
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    """The model name with its family/model numbers: clouds name different CPU generations alike
+    ("AMD EPYC" is both an AVX2-only generation and Zen 5 with AVX-512 BF16)."""
+    name = _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    family, model = _cpuinfo_field("cpu family"), _cpuinfo_field("model\t")
+    return f"{name} (family {family} model {model})" if family and model else name
 
 
 def native_bf16(device: torch.device) -> bool:
