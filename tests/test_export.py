@@ -34,6 +34,7 @@ def test_transformer_exports_to_onnx_and_program_with_variable_batch_and_length(
     with torch.inference_mode():
         eager = model.eval()(ids).numpy()
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", "sequence"] and session.get_outputs()[0].shape == ["batch", 3]
     assert np.abs(session.run(None, {"input": ids.numpy()})[0] - eager).max() <= 1e-4
     program = torch.export.load(str(tmp_path / "model.pt2")).module()
     assert np.abs(program(ids).detach().numpy() - eager).max() <= 1e-5

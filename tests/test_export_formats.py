@@ -64,6 +64,9 @@ def test_onnx_file_follows_the_contract(exported):
     assert not list(folder.glob("*.data"))  # weights inside the file
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["output"]
+    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in (*model.graph.input, *model.graph.output)]
+    assert dims == [["batch", 1, 28, 28], ["batch", 10]]
     signature = json.loads((folder / "signature.json").read_text())
     assert signature == {
         "format": "ember-export", "version": 1,

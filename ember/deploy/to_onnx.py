@@ -31,7 +31,25 @@ def write_onnx(model, inputs: ModelInputs, path: Path) -> None:
                           external_data=False, verbose=False)
     except Exception as error:
         raise CaptureError(_explain_conversion(error, type(model).__name__)) from error
+    _name_dynamic_dims(path, inputs)
     onnx.checker.check_model(str(path), full_check=True)
+
+
+def _name_dynamic_dims(path: Path, inputs: ModelInputs) -> None:
+    """The exporter names variable dims after torch's symbols ("s77"); name them "batch" and "sequence"
+    for the runtimes and tools that show them, everywhere the same symbol appears."""
+    proto = onnx.load(str(path))
+    graph, names = proto.graph, {}
+    for value, tensor in zip(graph.input, inputs.tensors):
+        for axis in inputs.variable_dims(tensor):
+            symbol = value.type.tensor_type.shape.dim[axis].dim_param
+            if symbol:
+                names.setdefault(symbol, "batch" if axis == 0 else "sequence")
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in names:
+                dim.dim_param = names[dim.dim_param]
+    onnx.save(proto, str(path))
 
 
 def ort_session(path):
