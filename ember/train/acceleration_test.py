@@ -98,6 +98,16 @@ def test_cpu_flags_decide_native_bf16(monkeypatch):
     assert not hardware.native_bf16(torch.device("cpu"))
 
 
+@pytest.mark.parametrize("capability, bf16_supported, expected", [
+    ((9, 0), True, "bf16"), ((8, 0), True, "bf16"), ((7, 5), False, "fp16"), ((7, 0), True, "fp16")])
+def test_auto_precision_on_a_gpu_follows_its_capability(monkeypatch, capability, bf16_supported, expected):
+    # CI has no GPU: the CUDA queries are what decide, so they are what is replaced.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_supported)
+    assert resolve_precision("auto", torch.device("cuda")) == expected
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+
+
 def test_jit_compile_falls_back_to_eager_with_a_warning(monkeypatch):
     from ember.train import jit
 
