@@ -1,9 +1,10 @@
-"""Exact resume under DDP: two processes on gloo, one SIGKILLed mid-epoch (torchrun stops the
-other), the job launched again until it finishes; the final weights and history equal those of
-an uninterrupted two-process run.
+"""Exact resume under DDP and FSDP2: two processes on gloo, one SIGKILLed mid-epoch (torchrun
+stops the other), the job launched again until it finishes; the final weights and history equal
+those of an uninterrupted two-process run. FSDP backups hold each rank's shard (DCP), so the
+resumed FSDP run is also checked from one process.
 
-Run through `ember launch -n 2 tests/test_resume_distributed.py OUT BACKUP_DIR KILL_AT`, this file
-is the worker: rank 1 SIGKILLs itself after its KILL_AT-th batch (0: never).
+Run through `ember launch -n 2 tests/test_resume_distributed.py STRATEGY OUT BACKUP_DIR KILL_AT`,
+this file is the worker: rank 1 SIGKILLs itself after its KILL_AT-th batch (0: never).
 """
 import json
 import os
@@ -17,13 +18,14 @@ import pytest
 WORKER = Path(__file__).resolve()
 
 
-def worker(out: Path, backup_dir: str, kill_at: int) -> None:
+def worker(strategy: str, out: Path, backup_dir: str, kill_at: int) -> None:
     import numpy as np
 
     import ember
     from ember import layers
     from ember.callbacks import BackupAndRestore, LambdaCallback
     from ember.io import atomic_write_text
+    from safetensors.torch import save_file
 
     batches = [0]
 
@@ -33,39 +35,55 @@ def worker(out: Path, backup_dir: str, kill_at: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     ember.seed(3)
-    x = np.random.rand(72, 6).astype("float32")
-    y = (x[:, 0] > 0.5).astype("int64")
+    x, y = data()
     model = ember.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(2)])
     model.compile("adamw", "cross_entropy", ["accuracy"], lr=0.01)
-    history = model.fit(x, y, batch_size=12, epochs=3, verbose=0, strategy="ddp",
+    history = model.fit(x, y, batch_size=12, epochs=3, verbose=0, strategy=strategy,
                         callbacks=[LambdaCallback(on_train_batch_end=maybe_die),
                                    BackupAndRestore(backup_dir, save_freq=2)])
+    if strategy == "fsdp":
+        from ember.distributed import gather_state_dict
+
+        weights = gather_state_dict(model)  # a collective: every rank takes part, rank 0 gets the weights
+    else:
+        weights = model.state_dict()
     if int(os.environ["RANK"]) == 0:
-        model.save_weights(out / "final.safetensors")
+        save_file({name: tensor.contiguous() for name, tensor in weights.items()}, out / "final.safetensors")
         atomic_write_text(out / "history.json", json.dumps(history.history))
 
 
-def _launch(out, backup_dir, kill_at):
+def data():
+    import numpy as np
+
+    x = np.random.default_rng(3).random((72, 6), dtype="float32")
+    return x, (x[:, 0] > 0.5).astype("int64")
+
+
+def _launch(strategy, out, backup_dir, kill_at):
     out.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "ember.cli", "launch", "-n", "2", str(WORKER), str(out), str(backup_dir),
-               str(kill_at)]
+    command = [sys.executable, "-m", "ember.cli", "launch", "-n", "2", str(WORKER), strategy, str(out),
+               str(backup_dir), str(kill_at)]
     return subprocess.run(command, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @pytest.mark.slow
-def test_ddp_job_killed_mid_epoch_resumes_bit_identical(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_job_killed_mid_epoch_resumes_bit_identical(tmp_path, strategy):
     import torch
     from safetensors.torch import load_file
 
-    reference = _launch(tmp_path / "reference", tmp_path / "reference-backup", 0)
+    reference = _launch(strategy, tmp_path / "reference", tmp_path / "reference-backup", 0)
     assert reference.returncode == 0, reference.stderr[-3000:]
     out, backup_dir = tmp_path / "run", tmp_path / "backup"
-    died = _launch(out, backup_dir, 9)  # 6 global batches an epoch: dies in epoch 2, after its 3rd
+    died = _launch(strategy, out, backup_dir, 9)  # 6 global batches an epoch: dies in epoch 2, after its 3rd
     assert died.returncode != 0
-    assert sorted(p.name for p in backup_dir.glob("backup-*.zip")) == ["backup-000001-000000000.zip",
-                                                                        "backup-000001-000000002.zip"]
-    finished = _launch(out, backup_dir, 0)
+    backups = ["backup-000001-000000000", "backup-000001-000000002"]
+    assert sorted(p.name for p in backup_dir.glob("backup-*.zip")) == [f"{b}.zip" for b in backups]
+    if strategy == "fsdp":
+        assert sorted(p.name for p in backup_dir.glob("backup-*.shards")) == [f"{b}.shards" for b in backups]
+        _check_backup_loads_into_one_process(backup_dir / f"{backups[-1]}.shards")
+    finished = _launch(strategy, out, backup_dir, 0)
     assert finished.returncode == 0, finished.stderr[-3000:]
     weights, expected = load_file(out / "final.safetensors"), load_file(tmp_path / "reference" / "final.safetensors")
     assert weights.keys() == expected.keys()
@@ -75,5 +93,22 @@ def test_ddp_job_killed_mid_epoch_resumes_bit_identical(tmp_path):
         json.loads((tmp_path / "reference" / "history.json").read_text())
 
 
+def _check_backup_loads_into_one_process(shards):
+    """A sharded backup's weights and AdamW state load into a plain model in this process (DCP reshards)."""
+    import torch
+
+    import ember
+    from ember import layers
+    from ember.distributed import load_checkpoint
+
+    model = ember.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(2)])
+    model.build((6,))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    model(torch.zeros(1, 6)).sum().backward()
+    optimizer.step()  # AdamW's state exists only after a step: this creates the entries to load into
+    load_checkpoint(model, shards, optimizer)
+    assert all(int(state["step"]) == 8 for state in optimizer.state.values())  # 6 batches of epoch 1, 2 of epoch 2
+
+
 if __name__ == "__main__":
-    worker(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    worker(sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))

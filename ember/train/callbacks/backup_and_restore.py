@@ -18,6 +18,7 @@ This callback runs after all others (`runs_last`): it restores their state after
 """
 import os
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -62,11 +63,6 @@ class BackupAndRestore(Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_train_begin(self, logs=None):
-        if _sharded(self.model):
-            raise NotImplementedError(
-                "BackupAndRestore backs up single-process and DDP runs; an FSDP-sharded backup (each rank "
-                "writing its shard through torch.distributed.checkpoint) is not written yet. Use strategy='ddp', "
-                "or ember.distributed.save_checkpoint/load_checkpoint for the weights and optimizer state.")
         self._since_backup, self._due, self._last_position = 0, False, None
         self._epoch_start = None  # RNG and loader states when this epoch began (mid-epoch backups)
         self._resume_epoch = None  # what a mid-epoch backup restores when its epoch begins
@@ -118,7 +114,7 @@ class BackupAndRestore(Callback):
         if self.delete_checkpoint:
             if self._is_main:
                 for path in self._backups():  # oldest first: an interruption here leaves the newest
-                    path.unlink(missing_ok=True)
+                    _remove_backup(path)
                 if self.backup_dir.is_dir() and not any(self.backup_dir.iterdir()):
                     self.backup_dir.rmdir()
         elif self._last_position != (self.trainer.epoch + 1, 0):
@@ -128,6 +124,12 @@ class BackupAndRestore(Callback):
     def _backup(self, epoch, step, mid_epoch=False, finished=False):
         self._since_backup, self._due, self._last_position = 0, False, (epoch, step)
         trainer = self.trainer
+        path = self.backup_dir / f"backup-{epoch:06d}-{step:09d}.zip"
+        sharded = _sharded(self.model)
+        if sharded:  # every rank writes its shard of the weights and optimizer state (never gathered)
+            from ember.distributed.checkpoint import save_checkpoint
+
+            save_checkpoint(self.model, _shards_of(path), trainer.compiled.optimizer)
         # What differs between processes (RNG streams, running sums of their shares) is gathered
         # to rank 0, which writes the one file; the model and optimizer are the same everywhere.
         ranks = _gather_to_rank0({
@@ -142,19 +144,20 @@ class BackupAndRestore(Callback):
         state = {
             "position": {"epoch": epoch, "step": step, "global_step": trainer.global_step, "finished": finished},
             "params": {k: self.params.get(k) for k in ("epochs", "steps", "batch_size")},
-            "model": self.model.state_dict(),
-            "optimizer": trainer.compiled.optimizer.state_dict(),
+            # A sharded run's zip names its shards' directory; the zip, written last, completes the backup.
+            "shards": _shards_of(path).name if sharded else None,
+            "model": None if sharded else self.model.state_dict(),
+            "optimizer": None if sharded else trainer.compiled.optimizer.state_dict(),
             "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
             "scaler": trainer.precision.scaler.state_dict(),
             "callbacks": {key: cb.state_dict() for key, cb in self._other_callbacks().items()},
             "data_seed": getattr(trainer.train_data, "seed", None),
             "ranks": ranks,
         }
-        path = self.backup_dir / f"backup-{epoch:06d}-{step:09d}.zip"
         write_backup(path, state)
         for old in self._backups()[:-self.keep]:
             if old != path:
-                old.unlink(missing_ok=True)
+                _remove_backup(old)
 
     def _running(self):
         from ember.train.metrics import TorchMetric
@@ -192,8 +195,13 @@ class BackupAndRestore(Callback):
     def _restore(self, state):
         trainer, model = self.trainer, self.model
         self._check_fits(state)
-        model.load_state_dict(state["model"])
-        trainer.compiled.optimizer.load_state_dict(state["optimizer"])
+        if state.get("shards"):  # resharded to this run's processes; refuses another model before loading
+            from ember.distributed.checkpoint import load_checkpoint
+
+            load_checkpoint(model, self.backup_dir / state["shards"], trainer.compiled.optimizer)
+        else:
+            model.load_state_dict(state["model"])
+            trainer.compiled.optimizer.load_state_dict(state["optimizer"])
         if state["scheduler"] is not None and trainer.scheduler is not None:
             trainer.scheduler.load_state_dict(state["scheduler"])
         if state["scaler"] and trainer.precision.scaler.is_enabled():
@@ -228,6 +236,12 @@ class BackupAndRestore(Callback):
 
     def _check_fits(self, state):
         """Refuse a backup of another model before changing anything."""
+        if state.get("shards"):
+            self._check_steps(state)  # the model and optimizer: load_checkpoint checks them against its metadata
+            return
+        if _sharded(self.model):
+            raise ValueError(f"the backup in {self.backup_dir} was written by a run that was not FSDP-sharded, and "
+                             "this one is: resume with the strategy it was written with, or start a new backup_dir")
         own = self.model.state_dict()
         saved = state["model"]
         problems = [f"missing: {', '.join(sorted(set(own) - set(saved)))}" if set(own) - set(saved) else "",
@@ -243,11 +257,14 @@ class BackupAndRestore(Callback):
             raise ValueError(f"the backup in {self.backup_dir} is of another model or optimizer: "
                              + " | ".join(problems)
                              + ". Resume with the same script, or point backup_dir/resume at a new directory.")
+        self._check_steps(state)
+
+    def _check_steps(self, state):
         saved_steps, steps = state["params"].get("steps"), self.params.get("steps")
         if saved_steps != steps:
             warnings.warn(f"the backup was taken with {saved_steps} batches per epoch, this run has {steps}: "
                           "the data changed, so the resumed run will not match an uninterrupted one",
-                          RuntimeWarning, stacklevel=4)
+                          RuntimeWarning, stacklevel=5)
 
     def _rank_state(self, ranks):
         world, rank = _world()
@@ -275,7 +292,10 @@ class BackupAndRestore(Callback):
     def _newest_readable(self):
         for path in reversed(self._backups()):
             try:
-                return read_backup(path), path
+                state = read_backup(path)
+                if state.get("shards") and not (self.backup_dir / state["shards"] / ".metadata").is_file():
+                    raise BackupFileError(f"{path} names the shards {state['shards']}, which are missing")
+                return state, path
             except BackupFileError as error:
                 aside = path.with_name(path.name + ".corrupt")
                 os.replace(path, aside)
@@ -293,10 +313,14 @@ class BackupAndRestore(Callback):
         return [p for _, p in sorted(found)]
 
     def _remove_temporaries(self):
-        # A kill between writing and renaming leaves ember.io's temporary file behind.
+        # A kill between writing and renaming leaves ember.io's temporary file behind; one between
+        # a sharded backup's shards and its zip leaves shards that no backup names.
         if self.backup_dir.is_dir():
             for path in self.backup_dir.glob(".backup-*.zip.*.tmp"):
                 path.unlink(missing_ok=True)
+            for shards in self.backup_dir.glob("backup-*.shards*"):
+                if shards.suffix == ".partial" or not shards.with_suffix(".zip").exists():
+                    shutil.rmtree(shards, ignore_errors=True)
 
     def _other_callbacks(self):
         """Every other callback of this fit(), keyed by class name (and #n for repeats)."""
@@ -340,6 +364,16 @@ def _cpu(value):
     if isinstance(value, list):
         return [_cpu(v) for v in value]
     return value.detach().cpu() if hasattr(value, "detach") else value
+
+
+def _shards_of(path: Path) -> Path:
+    return path.with_suffix(".shards")
+
+
+def _remove_backup(path: Path) -> None:
+    """The zip first: a backup whose shards are gone must not stay behind looking complete."""
+    path.unlink(missing_ok=True)
+    shutil.rmtree(_shards_of(path), ignore_errors=True)
 
 
 def _sharded(model) -> bool:

@@ -1,6 +1,7 @@
 """BackupAndRestore in one process: a run interrupted by an exception and fitted again must end
 bit-identical to one that was never interrupted (weights, logged history, callback decisions)."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ class Pairs(Dataset):
 
 
 def _run(backup=None, interrupt_at=None, data="arrays", epochs=3, metrics=("accuracy",), extra=(), conv=False,
-         **compile_args):
+         strategy=None, **compile_args):
     ember.seed(7)
     x = np.random.rand(50, 6).astype("float32")
     y = (x[:, 0] + x[:, 1] > 1).astype("int64")
@@ -65,14 +66,16 @@ def _run(backup=None, interrupt_at=None, data="arrays", epochs=3, metrics=("accu
     else:  # the user's DataLoader: no generator, so its order comes from the global torch RNG
         inputs = dict(x=DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=8,
                                    shuffle=True))
-    history = model.fit(**inputs, batch_size=8, epochs=epochs, verbose=0, callbacks=callbacks)
+    history = model.fit(**inputs, batch_size=8, epochs=epochs, verbose=0, callbacks=callbacks, strategy=strategy)
     return model, history
 
 
 def _assert_same(a, b):
     (model_a, history_a), (model_b, history_b) = a, b
-    for (name, ta), tb in zip(model_a.state_dict().items(), model_b.state_dict().values()):
-        assert torch.equal(ta, tb), name
+    weights_a, weights_b = ember.distributed.gather_state_dict(model_a), ember.distributed.gather_state_dict(model_b)
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
     assert history_a.history == history_b.history
 
 
@@ -195,3 +198,42 @@ def test_backup_of_another_model_is_refused_before_anything_changes(tmp_path):
 def test_bad_arguments_say_what_is_expected(tmp_path, bad):
     with pytest.raises(ValueError, match="save_freq|keep|backup_dir"):
         BackupAndRestore(**{"backup_dir": tmp_path, **bad})
+
+
+@pytest.fixture
+def no_process_group():
+    yield
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def test_fsdp_backups_are_shards_and_resume_bit_identical(tmp_path, no_process_group):
+    """FSDP without a launcher is a group of one: the sharded path (DCP), in one process."""
+    reference = _run(strategy="fsdp")
+    resumed = _interrupted_then_resumed(tmp_path, 10, save_freq=3, delete_checkpoint=False, strategy="fsdp")
+    _assert_same(resumed, reference)
+    names = sorted(p.name for p in (tmp_path / "backup").iterdir())
+    assert names == [f"backup-{position}.{kind}" for position in ("000002-000000004", "000003-000000000")
+                     for kind in ("shards", "zip")]  # the newest 2 (keep=2), each a zip and its shards
+
+
+def test_fsdp_backup_with_missing_shards_is_set_aside(tmp_path, no_process_group):
+    reference = _run(strategy="fsdp")
+    backup_dir = tmp_path / "backup"
+    with pytest.raises(Interrupt):
+        _run(BackupAndRestore(backup_dir, save_freq=3), interrupt_at=10, strategy="fsdp")
+    newest = sorted(backup_dir.glob("backup-*.zip"))[-1]
+    shutil.rmtree(newest.with_suffix(".shards"))
+    (backup_dir / "backup-000009-000000000.shards").mkdir()  # shards whose zip was never written
+    with pytest.warns(RuntimeWarning, match="which are missing"):
+        resumed = _run(BackupAndRestore(backup_dir, delete_checkpoint=False), strategy="fsdp")
+    _assert_same(resumed, reference)
+    assert (backup_dir / (newest.name + ".corrupt")).exists()
+    assert not (backup_dir / "backup-000009-000000000.shards").exists()
+
+
+def test_fsdp_run_refuses_an_unsharded_backup(tmp_path, no_process_group):
+    with pytest.raises(Interrupt):
+        _run(BackupAndRestore(tmp_path / "backup"), interrupt_at=8)
+    with pytest.raises(ValueError, match="not FSDP-sharded, and this one is"):
+        _run(BackupAndRestore(tmp_path / "backup"), strategy="fsdp")
