@@ -17,6 +17,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from ember.distributed import is_sharded
 from ember.io import atomic_write_bytes
 
 FORMAT = "ember-model"
@@ -30,12 +31,16 @@ class ModelFileError(ValueError):
 def save_model(model: nn.Module, path) -> Path:
     from ember.define.sequential import Sequential
 
+    weights = _tensors_bytes(model)  # first: under FSDP, a collective every rank joins
+    if weights is None:
+        return Path(path)  # a rank of an FSDP run other than 0, which writes the file
     meta = {"format": FORMAT, "version": VERSION, "torch": torch.__version__}
     if isinstance(model, Sequential):
         meta["architecture"] = {"kind": "sequential", "config": model.get_config()}
     else:
         arguments = getattr(model, "_init_arguments", None)
-        architecture = {"kind": "class", "class_path": f"{type(model).__module__}.{type(model).__qualname__}"}
+        model_class = type(model).__bases__[-1] if is_sharded(model) else type(model)  # not FSDP's FSDP<Name>
+        architecture = {"kind": "class", "class_path": f"{model_class.__module__}.{model_class.__qualname__}"}
         try:
             architecture["arguments"] = json.loads(json.dumps(arguments)) if arguments is not None else None
         except (TypeError, ValueError) as error:
@@ -52,7 +57,7 @@ def save_model(model: nn.Module, path) -> Path:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("ember.json", json.dumps(meta, indent=2))
-        archive.writestr("weights.safetensors", _tensors_bytes(model))
+        archive.writestr("weights.safetensors", weights)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 
@@ -87,7 +92,9 @@ def load_model(path, compile=True) -> nn.Module:
 
 
 def save_weights(model: nn.Module, path) -> Path:
-    atomic_write_bytes(path, _tensors_bytes(model))
+    weights = _tensors_bytes(model)
+    if weights is not None:
+        atomic_write_bytes(path, weights)
     return Path(path)
 
 
@@ -101,7 +108,19 @@ def load_weights(model: nn.Module, path, strict=True) -> nn.Module:
 
 # ---------------------------------------------------------------------------------
 def _tensors_bytes(model):
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    """The weights as safetensors bytes. An FSDP-sharded model's are gathered to rank 0 (every rank
+    must call this); the other ranks get None."""
+    if is_sharded(model):
+        import torch.distributed as dist
+
+        from ember.distributed import gather_state_dict
+
+        state = gather_state_dict(model)
+        if dist.get_rank() != 0:
+            return None
+    else:
+        state = model.state_dict()
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     return save_safetensors(_dedupe_shared(state))
 
 

@@ -4,6 +4,7 @@ Names load on first use: the trainer imports this package, and torch.distributed
 checkpoint and FSDP modules take seconds to import.
 """
 import importlib
+import sys
 
 _EXPORTS = {
     "DDP": "ember.distributed.ddp", "FSDP": "ember.distributed.fsdp",
@@ -12,6 +13,13 @@ _EXPORTS = {
     "gather_state_dict": "ember.distributed.checkpoint", "CheckpointMismatchError": "ember.distributed.checkpoint",
 }
 __all__ = sorted(_EXPORTS)
+
+
+def is_sharded(model) -> bool:
+    """True for an FSDP2-sharded model, whose state_dict holds this rank's shards. Cheap: a model
+    can only be sharded once torch's FSDP module has been imported."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    return fsdp is not None and isinstance(model, fsdp.FSDPModule)
 
 
 def __getattr__(name):

@@ -106,3 +106,12 @@ def test_reduced_metric_is_a_copy_so_the_running_state_stays_local(no_process_gr
     metric.update(torch.tensor([[0.0, 1.0]]), torch.tensor([1]))
     assert float(strategy.reduce_metric(metric).result()) == pytest.approx(2 / 3)
     assert strategy.reduce_sum(torch.tensor(3.0, dtype=torch.float64), 4) == (3.0, 4)
+
+
+def test_an_fsdp_model_saves_its_gathered_weights_and_loads_as_its_own_class(tmp_path, no_process_group):
+    model, _ = fit("fsdp")
+    model.save(tmp_path / "model.ember")
+    loaded = ember.load(tmp_path / "model.ember")
+    assert type(loaded) is Net  # not fully_shard's FSDPNet subclass
+    x = np.random.default_rng(1).normal(size=(5, 6)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x), atol=1e-6)

@@ -22,6 +22,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+from ember.distributed import is_sharded
 from ember.train.callbacks.base import Callback
 from ember.train.checkpoint import BackupFileError, loader_generators, read_backup, rng_state, set_rng_state, \
     write_backup
@@ -125,7 +126,7 @@ class BackupAndRestore(Callback):
         self._since_backup, self._due, self._last_position = 0, False, (epoch, step)
         trainer = self.trainer
         path = self.backup_dir / f"backup-{epoch:06d}-{step:09d}.zip"
-        sharded = _sharded(self.model)
+        sharded = is_sharded(self.model)
         if sharded:  # every rank writes its shard of the weights and optimizer state (never gathered)
             from ember.distributed.checkpoint import save_checkpoint
 
@@ -239,7 +240,7 @@ class BackupAndRestore(Callback):
         if state.get("shards"):
             self._check_steps(state)  # the model and optimizer: load_checkpoint checks them against its metadata
             return
-        if _sharded(self.model):
+        if is_sharded(self.model):
             raise ValueError(f"the backup in {self.backup_dir} was written by a run that was not FSDP-sharded, and "
                              "this one is: resume with the strategy it was written with, or start a new backup_dir")
         own = self.model.state_dict()
@@ -374,11 +375,3 @@ def _remove_backup(path: Path) -> None:
     """The zip first: a backup whose shards are gone must not stay behind looking complete."""
     path.unlink(missing_ok=True)
     shutil.rmtree(_shards_of(path), ignore_errors=True)
-
-
-def _sharded(model) -> bool:
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:
-        return False
-    return isinstance(model, FSDPModule)

@@ -1,4 +1,5 @@
 """Save the model (or its weights) every epoch, or only when it improves."""
+from ember.distributed import is_sharded
 from ember.train.callbacks.monitor import MonitorCallback
 
 
@@ -18,15 +19,16 @@ class ModelCheckpoint(MonitorCallback):
         self.save_weights_only = save_weights_only
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.trainer is not None and not self.trainer.strategy.is_main:
-            return
+        main = self.trainer is None or self.trainer.strategy.is_main
+        if not (main or is_sharded(self.model)):
+            return  # an FSDP model's shards are gathered to rank 0 with every rank: all go on (they decide alike)
         logs = logs or {}
         path = self.filepath.format(epoch=epoch + 1, **logs)
         if self.save_best_only:
             value = self.current(logs)
             if value is None or not self.is_improvement(value, self.best):
                 return
-            if self.verbose:
+            if self.verbose and main:
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to {value:.5f}, saving to {path}")
             self.best = value
         if self.save_weights_only:
