@@ -23,7 +23,7 @@ def worker(strategy: str, out: Path, backup_dir: str, kill_at: int) -> None:
 
     import ember
     from ember import layers
-    from ember.callbacks import BackupAndRestore, LambdaCallback
+    from ember.callbacks import BackupAndRestore, EarlyStopping, LambdaCallback
     from ember.io import atomic_write_text
     from safetensors.torch import save_file
 
@@ -40,6 +40,8 @@ def worker(strategy: str, out: Path, backup_dir: str, kill_at: int) -> None:
     model.compile("adamw", "cross_entropy", ["accuracy"], lr=0.01)
     history = model.fit(x, y, batch_size=12, epochs=3, verbose=0, strategy=strategy,
                         callbacks=[LambdaCallback(on_train_batch_end=maybe_die),
+                                   # its best weights (gathered to rank 0 under FSDP) go into every backup
+                                   EarlyStopping("loss", patience=50, restore_best_weights=True),
                                    BackupAndRestore(backup_dir, save_freq=2)])
     if strategy == "fsdp":
         from ember.distributed import gather_state_dict

@@ -73,6 +73,13 @@ def gather_state_dict(model) -> dict:
     return full if _is_main() else {}
 
 
+def scatter_state_dict(model, full: dict):
+    """The inverse of gather_state_dict: rank 0's full weights into every rank's shards. Under FSDP
+    every rank must call it (the other ranks' `full` is not read)."""
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    return model
+
+
 def _check_fits(model_state, stored, directory):
     expected = {f"model.{name}": tuple(tensor.shape) for name, tensor in model_state.items()
                 if isinstance(tensor, torch.Tensor)}

@@ -1,5 +1,6 @@
 """Stop when a monitored quantity stops improving."""
 
+from ember.distributed import is_sharded
 from ember.train.callbacks.monitor import MonitorCallback
 
 
@@ -56,9 +57,20 @@ class EarlyStopping(MonitorCallback):
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose:
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
-            self.model.load_state_dict(self.best_weights)
+            if is_sharded(self.model):
+                from ember.distributed import scatter_state_dict
+
+                scatter_state_dict(self.model, self.best_weights)
+            else:
+                self.model.load_state_dict(self.best_weights)
 
     def _copy_weights(self):
+        if is_sharded(self.model):
+            # The full weights on rank 0 (every rank joins; they decide alike): what a backup, written
+            # by rank 0, must hold. A copy of each rank's shard would be lost with the other ranks.
+            from ember.distributed import gather_state_dict
+
+            return gather_state_dict(self.model)
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def state_dict(self):
