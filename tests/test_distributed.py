@@ -57,9 +57,12 @@ def data():
     return rng.normal(size=(17, 4)).astype("float32"), rng.integers(0, 3, 17)
 
 
-def fit(strategy=None, shuffle=True, verbose=0, callbacks=()):
+def fit(strategy=None, shuffle=True, verbose=0, callbacks=(), validation_rows=None):
+    """validation_rows: a list to append the size of every batch the model sees in eval mode."""
     ember.seed(0)
     model = TinyNet()
+    if validation_rows is not None:
+        model.register_forward_hook(lambda m, args, out: None if m.training else validation_rows.append(len(out)))
     # SGD, not Adam: Adam's update hardly changes when gradients are scaled, which would hide a
     # wrongly averaged gradient. The clipping threshold only bites on outliers. fp32: bf16 (auto on
     # CPUs with AMX) rounds a rank's half batch differently from the whole one, beyond atol 1e-5.
@@ -86,6 +89,8 @@ def assert_same_run(out: Path, shuffle):
     history = json.loads((out / "history.json").read_text())
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(history[key], reference_history[key], atol=1e-5, err_msg=key)
+    rows = [json.loads((out / f"validation_rows_{rank}.json").read_text()) for rank in (0, 1)]
+    assert rows == [[3], [2]]  # the 5 validation samples split across the 2 ranks, not evaluated by both
 
 
 @pytest.mark.slow
@@ -167,8 +172,11 @@ def worker(argv):
         return
     saves = "--checkpoint" in argv
     every_epoch = [ember.callbacks.ModelCheckpoint(str(out / "epoch{epoch}.safetensors"), save_weights_only=True)]
+    validation_rows = []
+    record = ember.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: validation_rows.clear())
     model, history = fit(strategy, shuffle="--shuffle" in argv, verbose=int("--verbose" in argv),
-                         callbacks=every_epoch if saves else ())
+                         callbacks=[record, *(every_epoch if saves else ())], validation_rows=validation_rows)
+    (out / f"validation_rows_{os.environ['RANK']}.json").write_text(json.dumps(validation_rows))  # the last epoch's
     weights = ember.distributed.gather_state_dict(model)
     predictions = model.predict(data()[0])
     if saves:

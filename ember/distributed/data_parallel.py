@@ -47,6 +47,17 @@ class DataParallel(SingleProcess):
             self._split_batches(batches)
         return model
 
+    def setup_validation(self, batches):
+        # Each rank evaluates its share of every validation batch; running_logs sums the loss and the
+        # metric state over ranks, so the logged values are those of the whole set, computed once.
+        if not self.grouped:
+            return
+        if isinstance(batches, ArrayBatches):
+            batches.shard = self._take_share
+        elif isinstance(batches, IterableBatches) and not isinstance(getattr(batches.iterable, "sampler", None),
+                                                                     DistributedSampler):
+            batches.iterable = RankShares(batches.iterable, self)
+
     def _split_batches(self, batches):
         if isinstance(batches, ArrayBatches):
             if batches.num_samples < self.world_size:

@@ -16,6 +16,9 @@ class SingleProcess:
         """Prepare the model and the batches; return the module to call forward on."""
         return model
 
+    def setup_validation(self, batches):
+        """Prepare fit()'s validation batches (across processes: each takes its share of every batch)."""
+
     def gradient_sync(self, model, sync: bool):
         return contextlib.nullcontext()
 

@@ -73,6 +73,8 @@ class Trainer:
                                what="validation_data")
         self._dry_run(train)  # builds lazy layers before a strategy wraps or shards them
         self.forward_model = self.strategy.setup(model, train, c)
+        if val is not None:
+            self.strategy.setup_validation(val)
         if c.jit_compile:
             self.forward_model = CompiledForward(self.forward_model)
         self.fast_paths = _training_fast_paths(c)
