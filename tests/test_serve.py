@@ -1,6 +1,8 @@
 """`ember serve` end to end: a real server on a loopback port, both protocols over plain HTTP and tritonclient."""
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -233,3 +235,18 @@ def test_sigterm_finishes_in_flight_requests(repository):
     server.process.wait(30)
     assert response["r"].status_code == 200
     assert server.process.returncode == 0
+
+
+def test_serving_an_onnx_export_never_imports_torch(tmp_path):
+    shutil.copytree(exported("tiny"), tmp_path / "tiny" / "1")
+    script = f"""
+import sys
+from starlette.testclient import TestClient
+from ember.serve.app import create_app
+from ember.serve.config import load_config
+with TestClient(create_app({str(tmp_path)!r}, load_config(None))) as client:
+    reply = client.post("/v1/models/tiny:predict", json={{"instances": [[0.5] * 4]}})
+print(reply.status_code, "torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["200", "False"], done.stderr[-2000:]
