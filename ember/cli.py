@@ -14,13 +14,15 @@ COMMANDS = [
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="ember", description="Keras-grade workflows for PyTorch models")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module_name, help_text in COMMANDS:
-        module = importlib.import_module(module_name)
         command = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command)
-        command.set_defaults(run=module.run)
+        if argv[:1] == [name]:  # only the chosen command's module: `ember serve` must not load torch
+            module = importlib.import_module(module_name)
+            module.add_arguments(command)
+            command.set_defaults(run=module.run)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)

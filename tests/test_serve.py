@@ -240,7 +240,10 @@ def test_sigterm_finishes_in_flight_requests(repository):
 def test_serving_an_onnx_export_never_imports_torch(tmp_path):
     shutil.copytree(exported("tiny"), tmp_path / "tiny" / "1")
     script = f"""
-import sys
+import contextlib, io, sys
+from ember import cli
+with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
+    cli.main(["serve", "--help"])  # the command line as `ember serve` parses it
 from starlette.testclient import TestClient
 from ember.serve.app import create_app
 from ember.serve.config import load_config
