@@ -95,8 +95,10 @@ def test_v1_bad_input_is_named(http, body, status, message):
     ("GET", "/v1/models/nope", 404, "model 'nope' not found; models served: slow, text, tiny, tiny_torch"),
     ("POST", "/v1/models/tiny/versions/7:predict", 404, "version 7 is not available; versions 1: AVAILABLE"),
     ("POST", "/v1/models/tiny/labels/canary:predict", 404, "no version label 'canary'"),
-    ("GET", "/v1/models/tiny/versions/one", 400, "valid integer"),
-    ("POST", "/v2/models/tiny/versions/one/infer", 400, "valid integer"),
+    ("GET", "/v1/models/tiny/versions/one", 400, "a model version is a non-negative integer (digits only), got 'one'"),
+    ("POST", "/v2/models/tiny/versions/one/infer", 400, "non-negative integer (digits only), got 'one'"),
+    ("POST", "/v1/models/tiny/versions/+1:predict", 400, "got '+1'"),  # int() would read it as version 1
+    ("POST", "/v2/models/tiny/versions/1_0/infer", 400, "got '1_0'"),  # ... and this one as 10
     ("GET", "/v3/nothing", 404, "no route /v3/nothing"),
 ])
 def test_unknown_models_versions_and_routes(http, method, path, status, message):

@@ -12,6 +12,16 @@ from ember.serve.errors import BadRequest, ServeError, Unavailable
 _ACCEPTED_KINDS = {"f": "fiub", "i": "iub", "u": "iub", "b": "b"}
 
 
+def parse_version(version: str | int | None) -> int | None:
+    """A URL's version segment: digits only, as TF Serving's version numbers are (int() would also
+    take "+1", " 1", "1_0" as 1, 1 and 10)."""
+    if version is None or isinstance(version, int):
+        return version
+    if not (version.isascii() and version.isdigit()):
+        raise BadRequest(f"a model version is a non-negative integer (digits only), got {version!r}")
+    return int(version)
+
+
 class DataPlane:
     def __init__(self, repository, metrics):
         self.repository = repository
@@ -24,11 +34,11 @@ class DataPlane:
     def ready(self) -> bool:
         return self.repository.ready()
 
-    def model(self, name: str, version: int | None = None, label: str | None = None):
-        return self.repository.get(name, version, label)
+    def model(self, name: str, version: str | int | None = None, label: str | None = None):
+        return self.repository.get(name, parse_version(version), label)
 
-    def statuses(self, name: str, version: int | None = None, label: str | None = None) -> list:
-        return self.repository.statuses(name, version, label)
+    def statuses(self, name: str, version: str | int | None = None, label: str | None = None) -> list:
+        return self.repository.statuses(name, parse_version(version), label)
 
     # -- inference -----------------------------------------------------------------------------------
     async def infer(self, served, inputs: dict, protocol: str) -> dict:

@@ -3,7 +3,7 @@
 FastAPI's per-request machinery (five middleware layers, dependency solving, route scan) cost about as
 much CPU as decoding, checking, batching and encoding a small model's request put together. The
 inference routes are still declared on the FastAPI app, which documents them in OpenAPI and answers
-anything the front door does not match (e.g. a version that is not an integer gets FastAPI's 400).
+anything the front door does not match (every GET, and a POST whose path parameters do not convert).
 """
 import inspect
 

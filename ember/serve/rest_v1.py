@@ -27,7 +27,7 @@ def router(dataplane, max_body_bytes: int) -> APIRouter:
         return _status(dataplane.statuses(name))
 
     @api.get("/v1/models/{name}/versions/{version}", summary="Status of one version")
-    async def version_status(name: str, version: int):
+    async def version_status(name: str, version: str):
         return _status(dataplane.statuses(name, version=version))
 
     @api.get("/v1/models/{name}/labels/{label}", summary="Status of the version a label points to")
@@ -39,7 +39,7 @@ def router(dataplane, max_body_bytes: int) -> APIRouter:
         return _metadata(dataplane.model(name))
 
     @api.get("/v1/models/{name}/versions/{version}/metadata", summary="Signature of one version")
-    async def version_metadata(name: str, version: int):
+    async def version_metadata(name: str, version: str):
         return _metadata(dataplane.model(name, version=version))
 
     async def predict(request: Request, served):
@@ -52,7 +52,7 @@ def router(dataplane, max_body_bytes: int) -> APIRouter:
 
     @api.post("/v1/models/{name}/versions/{version}:predict", summary="Predict with one version",
               openapi_extra=_PREDICT_BODY)
-    async def predict_version(name: str, version: int, request: Request):
+    async def predict_version(name: str, version: str, request: Request):
         return await predict(request, dataplane.model(name, version=version))
 
     @api.post("/v1/models/{name}/labels/{label}:predict", summary="Predict with a labelled version",

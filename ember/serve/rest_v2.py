@@ -51,7 +51,7 @@ def router(dataplane, max_body_bytes: int) -> APIRouter:
         return _metadata(dataplane, dataplane.model(name))
 
     @api.get("/v2/models/{name}/versions/{version}", summary="Metadata of one version")
-    async def version_metadata(name: str, version: int):
+    async def version_metadata(name: str, version: str):
         return _metadata(dataplane, dataplane.model(name, version=version))
 
     @api.get("/v2/models/{name}/ready", summary="Readiness of the default version")
@@ -59,7 +59,7 @@ def router(dataplane, max_body_bytes: int) -> APIRouter:
         return {"name": name, "ready": dataplane.model(name) is not None}
 
     @api.get("/v2/models/{name}/versions/{version}/ready", summary="Readiness of one version")
-    async def version_ready(name: str, version: int):
+    async def version_ready(name: str, version: str):
         return {"name": name, "ready": dataplane.model(name, version=version) is not None}
 
     @api.post("/v2/models/{name}/infer", summary="Infer with the default version", openapi_extra=_INFER_BODY)
@@ -68,7 +68,7 @@ def router(dataplane, max_body_bytes: int) -> APIRouter:
 
     @api.post("/v2/models/{name}/versions/{version}/infer", summary="Infer with one version",
               openapi_extra=_INFER_BODY)
-    async def infer_version(name: str, version: int, request: Request):
+    async def infer_version(name: str, version: str, request: Request):
         return await _infer(dataplane, dataplane.model(name, version=version), request, max_body_bytes)
 
     return api
