@@ -215,6 +215,8 @@ def test_fsdp_backups_are_shards_and_resume_bit_identical(tmp_path, no_process_g
     names = sorted(p.name for p in (tmp_path / "backup").iterdir())
     assert names == [f"backup-{position}.{kind}" for position in ("000002-000000004", "000003-000000000")
                      for kind in ("shards", "zip")]  # the newest 2 (keep=2), each a zip and its shards
+    _run(BackupAndRestore(tmp_path / "backup"), strategy="fsdp")  # finished: restored, then deleted
+    assert not (tmp_path / "backup").exists()  # zips and shards
 
 
 def test_fsdp_backup_with_missing_shards_is_set_aside(tmp_path, no_process_group):
