@@ -1,5 +1,6 @@
 """from_keras end to end: models built and trained with Keras 3 (torch backend, in a
 subprocess), loaded by ember where `import keras` fails, compared with Keras' predict."""
+import json
 import os
 import subprocess
 import sys
@@ -114,18 +115,20 @@ def test_converted_model_fine_tunes_saves_and_loads(keras_models, no_keras, tmp_
 
 
 @pytest.mark.slow
-def test_converted_model_exports_to_onnx(keras_models, no_keras, tmp_path):
-    export = getattr(__import__("ember.deploy", fromlist=["export"]), "export", None)
-    if export is None:
-        pytest.skip("ember.deploy.export is not available yet")
-    model = ember.from_keras(keras_models / "resnet_block.keras")
-    x = np.load(keras_models / "resnet_block_inputs.npy")
-    model.export(tmp_path / "export", format="onnx", example=torch.from_numpy(x[:2]))
+@pytest.mark.parametrize("name", ["resnet_block", "text"])  # text: Embedding, LSTM, GRU (go_backwards), Conv1D
+def test_converted_model_exports_to_onnx(keras_models, no_keras, tmp_path, name):
     import onnxruntime
 
+    model = ember.from_keras(keras_models / f"{name}.keras")
+    x = np.load(keras_models / f"{name}_inputs.npy")
+    model.export(tmp_path / "export", format="onnx", example=torch.from_numpy(x[:2]))
     session = onnxruntime.InferenceSession(str(tmp_path / "export" / "model.onnx"))
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
-    assert np.abs(got - np.load(keras_models / "resnet_block_predictions.npy")).max() <= 1e-5
+    assert np.abs(got - np.load(keras_models / f"{name}_predictions.npy")).max() <= TOLERANCE[name]
+    if name == "text":  # Keras' Input((12,)) fixes the length: the export and its signature say so
+        assert [d for d in session.get_inputs()[0].shape] == ["batch", 12]
+        signature = json.loads((tmp_path / "export" / "signature.json").read_text())
+        assert signature["inputs"][0]["shape"] == [-1, 12]
 
 
 @pytest.mark.slow

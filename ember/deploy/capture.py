@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 
 import torch
+from torch.fx.experimental.symbolic_shapes import is_concrete_int
 
 from ember.deploy.inputs import ModelInputs
 
@@ -45,8 +46,18 @@ def capture(model, inputs: ModelInputs, dynamic: bool = True) -> torch.export.Ex
                                       dynamic_shapes=example.dynamic_shapes() if dynamic else None)
     except Exception as error:
         raise CaptureError(explain(error, type(model).__name__)) from error
+    if dynamic:
+        inputs.fixed_sequence = _sequence_specialized(program, example)
     inputs.programs[dynamic] = program
     return program
+
+
+def _sequence_specialized(program, example: ModelInputs) -> bool:
+    """True when a token input's sequence dim was captured as a constant (the model fixes the length)."""
+    shapes = {node.name: node.meta["val"].shape for node in program.graph.nodes if node.op == "placeholder"}
+    captured = [shapes[name] for name in program.graph_signature.user_inputs]
+    return any(1 in example.variable_dims(tensor) and is_concrete_int(shape[1])
+               for tensor, shape in zip(example.tensors, captured))
 
 
 def explain(error: BaseException, model_name: str) -> str:

@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ember.deploy.capture import capture
 from ember.deploy.inputs import ModelInputs, output_list, output_names
 from ember.deploy.report import EagerBaseline, ExportReport
 from ember.deploy.signature import build_signature, write_signature
 
 FORMATS = ("onnx", "program", "int8", "tflite", "pte", "web")
+STATIC_FORMATS = ("tflite", "pte")  # captured at batch 1; the others share the dynamic capture
 HELD_OUT_ROWS = 64  # random held-out rows when none are given
 
 
@@ -56,6 +58,8 @@ def export(model, path, format="onnx", example=None, calibration_data=None, held
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".export", dir=path.parent))
         try:
+            if any(name not in STATIC_FORMATS for name in formats):
+                capture(model, inputs)  # first: it settles which dims are variable, as signature.json records
             write_signature(staging / "signature.json", build_signature(inputs, names, outputs, signature))
             extras = _write_extra_files(staging, extra_files)
             with warnings.catch_warnings():

@@ -18,6 +18,8 @@ class ModelInputs:
     names: list
     tensors: list
     keyword: bool  # call forward(**inputs) rather than forward(*inputs)
+    # Set by the capture when the model's code fixes the sequence length (a Keras Input((12,)), say).
+    fixed_sequence: bool = False
     # Captured graphs by dynamic/static, so the formats of one export share a capture (the slow step).
     programs: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -48,10 +50,11 @@ class ModelInputs:
         return self.tensors[0].shape[0]
 
     def variable_dims(self, tensor) -> tuple:
-        return (0, 1) if not tensor.is_floating_point() and tensor.dim() >= 2 else (0,)
+        sequence = not (self.fixed_sequence or tensor.is_floating_point()) and tensor.dim() >= 2
+        return (0, 1) if sequence else (0,)
 
     def with_tensors(self, tensors) -> "ModelInputs":
-        return ModelInputs(self.names, list(tensors), self.keyword)
+        return ModelInputs(self.names, list(tensors), self.keyword, self.fixed_sequence)
 
     def rows(self, start, stop) -> "ModelInputs":
         return self.with_tensors([t[start:stop] for t in self.tensors])
@@ -67,8 +70,9 @@ class ModelInputs:
 
     def dynamic_shapes(self):
         # The sequence's range comes from the model (a BERT's 512 positions): a fixed maximum would
-        # contradict that bound and torch.export would refuse the export.
-        batch, sequence = Dim("batch", min=1, max=1 << 16), Dim.DYNAMIC
+        # contradict that bound and torch.export would refuse the export. AUTO, not DYNAMIC: a model
+        # whose code fixes the length (a converted Keras model) exports at that length.
+        batch, sequence = Dim("batch", min=1, max=1 << 16), Dim.AUTO
         specs = [{d: (batch if d == 0 else sequence) for d in self.variable_dims(t)} for t in self.tensors]
         return dict(zip(self.names, specs)) if self.keyword else tuple(specs)
 

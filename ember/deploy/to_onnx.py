@@ -37,7 +37,8 @@ def write_onnx(model, inputs: ModelInputs, path: Path) -> None:
 
 def _name_dynamic_dims(path: Path, inputs: ModelInputs) -> None:
     """The exporter names variable dims after torch's symbols ("s77"); name them "batch" and "sequence"
-    for the runtimes and tools that show them, everywhere the same symbol appears."""
+    for the runtimes and tools that show them, everywhere the same symbol appears. A dim the model fixed
+    (a converted Keras model's sequence length) can come out as the name "12": make it the number."""
     proto = onnx.load(str(path))
     graph, names = proto.graph, {}
     for value, tensor in zip(graph.input, inputs.tensors):
@@ -49,6 +50,8 @@ def _name_dynamic_dims(path: Path, inputs: ModelInputs) -> None:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in names:
                 dim.dim_param = names[dim.dim_param]
+            elif dim.dim_param.isdigit():
+                dim.dim_value = int(dim.dim_param)
     onnx.save(proto, str(path))
 
 
