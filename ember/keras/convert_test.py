@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import ember
 from ember.deploy.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
 
@@ -109,3 +110,19 @@ def test_not_a_keras_file(tmp_path):
     path.write_text("hello")
     with pytest.raises(ModelFileError, match="neither a Keras 3 .keras zip nor an HDF5"):
         from_keras(path)
+
+
+@pytest.mark.parametrize("class_name, config, expected", [
+    ("LeakyReLU", {"negative_slope": 0.1}, lambda x: torch.where(x > 0, x, 0.1 * x)),
+    ("LeakyReLU", {"alpha": 0.2}, lambda x: torch.where(x > 0, x, 0.2 * x)),  # tf.keras 2's name
+    ("LeakyReLU", {}, lambda x: torch.where(x > 0, x, 0.3 * x)),  # Keras' default slope
+    ("ReLU", {"negative_slope": 0.05}, lambda x: torch.where(x > 0, x, 0.05 * x)),
+    ("ELU", {"alpha": 0.5}, lambda x: torch.where(x > 0, x, 0.5 * torch.expm1(x))),
+])
+def test_leaky_relu_and_elu_keep_their_parameters(tmp_path, class_name, config, expected):
+    model = from_keras(_write_keras(tmp_path / "m.keras", [INPUT, _layer(class_name, "act", **config)], {}))
+    x = torch.linspace(-3, 3, 8).reshape(2, 4)
+    torch.testing.assert_close(model(x), expected(x))
+    saved = tmp_path / "m.ember"  # the slope survives save/load
+    model.save(saved)
+    torch.testing.assert_close(ember.load(saved)(x), expected(x))

@@ -224,13 +224,24 @@ def _build_activation(config, layout, shape, keras2=False):
 def _build_relu(config, layout, shape, keras2=False):
     max_value, slope = config.get("max_value"), config.get("negative_slope", 0.0)
     threshold = config.get("threshold", 0.0)
-    if threshold or slope:
-        raise UnsupportedConfig("ReLU with threshold or negative_slope")
+    if threshold or (slope and max_value is not None):
+        raise UnsupportedConfig("ReLU with threshold, or with both negative_slope and max_value")
+    if slope:
+        return [L.LeakyReLU(slope, name=config["name"])], layout
     if max_value is None:
         return [L.ReLU(name=config["name"])], layout
     if float(max_value) == 6.0:
         return [L.Activation("relu6", name=config["name"])], layout
     raise UnsupportedConfig(f"ReLU(max_value={max_value})")
+
+
+def _build_leaky_relu(config, layout, shape, keras2=False):
+    slope = config.get("negative_slope", config.get("alpha", 0.3))  # tf.keras 2 called it alpha
+    return [L.LeakyReLU(slope, name=config["name"])], layout
+
+
+def _build_elu(config, layout, shape, keras2=False):
+    return [L.ELU(config.get("alpha", 1.0), name=config["name"])], layout
 
 
 def _channel_axis(axis, layout, shape):
@@ -347,6 +358,8 @@ KERAS_LAYERS = {
     "Embedding": KerasLayer(_build_embedding, _embedding_weights),
     "Activation": KerasLayer(_build_activation, accepts=_ANY),
     "ReLU": KerasLayer(_build_relu, accepts=_ANY),
+    "LeakyReLU": KerasLayer(_build_leaky_relu, accepts=_ANY),
+    "ELU": KerasLayer(_build_elu, accepts=_ANY),
     "Softmax": KerasLayer(_build_softmax, accepts=_IMAGE),
     "Add": KerasLayer(_build_merge(L.Add), accepts=_IMAGE),
     "Subtract": KerasLayer(_build_merge(L.Subtract), accepts=_IMAGE),

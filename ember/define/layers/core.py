@@ -1,4 +1,5 @@
-"""Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape, Embedding."""
+"""Core layers: Input, Dense, Activation (ReLU, LeakyReLU, ELU), Softmax, Dropout, Flatten, Reshape, Embedding."""
+import functools
 import math
 
 import torch
@@ -66,6 +67,21 @@ class Activation(Layer):
 class ReLU(Activation):
     def __init__(self, *, input_shape=None, name=None):
         super().__init__("relu", input_shape=input_shape, name=name)
+
+
+class LeakyReLU(Activation):
+    """`x` where positive, `negative_slope * x` elsewhere (Keras 3's default slope, 0.3)."""
+
+    def __init__(self, negative_slope=0.3, *, input_shape=None, name=None):
+        super().__init__(functools.partial(F.leaky_relu, negative_slope=float(negative_slope)),
+                         input_shape=input_shape, name=name)
+
+
+class ELU(Activation):
+    """`x` where positive, `alpha * (exp(x) - 1)` elsewhere."""
+
+    def __init__(self, alpha=1.0, *, input_shape=None, name=None):
+        super().__init__(functools.partial(F.elu, alpha=float(alpha)), input_shape=input_shape, name=name)
 
 
 class Softmax(Layer):

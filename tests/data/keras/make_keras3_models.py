@@ -51,9 +51,11 @@ def separable():
     x = layers.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu6")(x)
     x = layers.SeparableConv2D(12, 3, padding="same", activation="swish")(x)
     x = layers.BatchNormalization()(x)
+    x = layers.LeakyReLU(0.1)(x)
     x = layers.AveragePooling2D(2, padding="same")(x)
     x = layers.GlobalMaxPooling2D()(x)
     x = layers.LayerNormalization()(x)
+    x = layers.ELU(0.5)(x)
     return keras.Model(image, layers.Dense(4, activation="log_softmax")(x))
 
 
