@@ -244,6 +244,17 @@ def _build_elu(config, layout, shape, keras2=False):
     return [L.ELU(config.get("alpha", 1.0), name=config["name"])], layout
 
 
+def _build_prelu(config, layout, shape, keras2=False):
+    shared = config.get("shared_axes") or []
+    shared = [shared] if isinstance(shared, int) else shared
+    return [L.PReLU([_channel_axis(axis, layout, shape) for axis in shared], name=config["name"])], layout
+
+
+def _prelu_weights(arrays, config, layout, shape):
+    alpha = arrays[0]  # Keras' input shape (no batch), 1 along the shared axes
+    return {"alpha": np.moveaxis(alpha, -1, 0) if layout == CHANNELS_FIRST else alpha}
+
+
 def _channel_axis(axis, layout, shape):
     """Keras axis (with batch) -> the same axis of the ember tensor."""
     rank = len(shape) + 1
@@ -360,6 +371,7 @@ KERAS_LAYERS = {
     "ReLU": KerasLayer(_build_relu, accepts=_ANY),
     "LeakyReLU": KerasLayer(_build_leaky_relu, accepts=_ANY),
     "ELU": KerasLayer(_build_elu, accepts=_ANY),
+    "PReLU": KerasLayer(_build_prelu, _prelu_weights, _IMAGE),
     "Softmax": KerasLayer(_build_softmax, accepts=_IMAGE),
     "Add": KerasLayer(_build_merge(L.Add), accepts=_IMAGE),
     "Subtract": KerasLayer(_build_merge(L.Subtract), accepts=_IMAGE),

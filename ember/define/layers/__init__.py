@@ -3,7 +3,7 @@ from ember.define.layers.base import ImageLayer, Layer
 from ember.define.layers.conv import Conv1D, Conv2D
 from ember.define.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from ember.define.layers.core import (ELU, Activation, Dense, Dropout, Embedding, Flatten, Input, LeakyReLU,
-                                      ReLU, Reshape, Softmax)
+                                      PReLU, ReLU, Reshape, Softmax)
 from ember.define.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from ember.define.layers.normalization import BatchNorm, BatchNormalization, LayerNorm, LayerNormalization
 from ember.define.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,

@@ -1,4 +1,5 @@
-"""Core layers: Input, Dense, Activation (ReLU, LeakyReLU, ELU), Softmax, Dropout, Flatten, Reshape, Embedding."""
+"""Core layers: Input, Dense, Activation (ReLU, LeakyReLU, ELU), PReLU, Softmax, Dropout, Flatten, Reshape,
+Embedding."""
 import functools
 import math
 
@@ -82,6 +83,25 @@ class ELU(Activation):
 
     def __init__(self, alpha=1.0, *, input_shape=None, name=None):
         super().__init__(functools.partial(F.elu, alpha=float(alpha)), input_shape=input_shape, name=name)
+
+
+class PReLU(Layer):
+    """`x` where positive, `alpha * x` elsewhere, with `alpha` learned per element of the input (no batch
+    axis) and shared along `shared_axes` (Keras' numbering: 1 is the first axis after the batch)."""
+
+    def __init__(self, shared_axes=None, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.shared_axes = tuple(shared_axes or ())
+
+    def build(self, input_shape):
+        shape = [1 if axis in self.shared_axes else int(size) for axis, size in enumerate(input_shape, start=1)]
+        self.alpha = nn.Parameter(torch.zeros(shape))  # Keras' default initializer
+
+    def forward(self, x):
+        return torch.where(x > 0, x, self.alpha * x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
 
 
 class Softmax(Layer):

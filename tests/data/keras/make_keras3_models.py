@@ -41,6 +41,7 @@ def resnet_block():
     x = layers.Add()([x, shortcut])
     x = layers.Activation("relu")(x)
     wide = layers.Concatenate()([x, layers.Conv2D(4, 1)(shortcut)])
+    wide = layers.PReLU(keras.initializers.RandomUniform(0.0, 0.5, seed=1), shared_axes=[1, 2])(wide)
     x = layers.GlobalAveragePooling2D()(wide)
     return keras.Model(image, layers.Dense(5, activation="softmax")(x))
 
