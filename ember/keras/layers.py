@@ -72,7 +72,7 @@ def _with_activation(modules, activation, layout):
 
 def _conv_args(config):
     padding = config.get("padding", "valid")
-    if padding not in ("valid", "same"):
+    if padding not in ("valid", "same", "causal"):  # causal: Conv1D only, as in Keras
         raise UnsupportedConfig(f"padding={padding!r}")
     return dict(strides=config.get("strides", 1), padding=padding, dilation_rate=config.get("dilation_rate", 1))
 

@@ -1,4 +1,5 @@
-"""Convolutions: Conv1D, Conv2D, with Keras' `padding="same"|"valid"` and `data_format`."""
+"""Convolutions: Conv1D, Conv2D, with Keras' `padding="same"|"valid"` (and "causal" for Conv1D) and
+`data_format`."""
 import math
 
 import torch
@@ -39,8 +40,8 @@ class _Conv(ImageLayer):
         self.dilation_rate = _tuple(dilation_rate, n)
         self.groups = int(groups)
         self.padding = str(padding).lower()
-        if self.padding not in ("same", "valid"):
-            raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+        if self.padding not in ("same", "valid") and not (self.padding == "causal" and n == 1):
+            raise ValueError(f"padding must be 'same' or 'valid' (or 'causal' for Conv1D), got {padding!r}")
         self.activation = activations.get(activation)
         self.use_bias = use_bias
         # Symmetric "same" padding can be done by the convolution itself; otherwise
@@ -68,6 +69,8 @@ class _Conv(ImageLayer):
         x = self.to_channels_first(x)
         if self.padding == "same" and not self.static_padding:
             x = F.pad(x, same_pads(x.shape[2:], self.kernel_size, self.strides, self.dilation_rate))
+        elif self.padding == "causal":  # output t sees inputs up to t only: pad the past side
+            x = F.pad(x, ((self.kernel_size[0] - 1) * self.dilation_rate[0], 0))
         y = self.conv(x, self.weight, self.bias, self.strides, self.static_padding, self.dilation_rate, self.groups)
         return self.from_channels_first(self.activation(y))
 

@@ -66,6 +66,7 @@ def text():
     x = layers.LSTM(16, return_sequences=True)(x)
     x = layers.GRU(12, return_sequences=True, go_backwards=True)(x)
     x = layers.Conv1D(6, 3, padding="same", activation="elu")(x)
+    x = layers.Conv1D(5, 3, padding="causal", dilation_rate=2)(x)
     x = layers.GlobalAveragePooling1D()(x)
     return keras.Model(tokens, layers.Dense(3, activation="softmax")(x))
 
