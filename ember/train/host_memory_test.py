@@ -7,9 +7,12 @@ from ember.train.host_memory import glibc
 
 # A step's worth of activations: four 6 MB tensors written, then freed. glibc's thresholds start at
 # 128 KiB and then move with the process's history, so the baseline pins them there (mmap per block,
-# page faults every step); kept, the blocks are reused.
+# page faults every step); kept, the blocks are reused. The trainer is imported first, as in fit():
+# in a process holding little more than torch, 3 runs in 8 still faulted ~300 pages a step with the
+# thresholds kept (with or without ASLR; not understood), none in 8 with the trainer loaded.
 _PAGE_FAULTS_PER_STEP = """
 import resource, sys, torch
+import ember.train.trainer
 from ember.train import host_memory
 libc = host_memory.glibc()
 assert libc.mallopt(-3, 128 * 1024) and libc.mallopt(-1, 128 * 1024)  # M_MMAP/M_TRIM_THRESHOLD
