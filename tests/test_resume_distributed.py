@@ -19,11 +19,9 @@ WORKER = Path(__file__).resolve()
 
 
 def worker(strategy: str, out: Path, backup_dir: str, kill_at: int) -> None:
-    import numpy as np
-
     import ember
-    from ember import layers
     from ember.callbacks import BackupAndRestore, EarlyStopping, LambdaCallback
+    from ember.distributed import gather_state_dict
     from ember.io import atomic_write_text
     from safetensors.torch import save_file
 
@@ -36,22 +34,24 @@ def worker(strategy: str, out: Path, backup_dir: str, kill_at: int) -> None:
 
     ember.seed(3)
     x, y = data()
-    model = ember.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(2)])
+    model = make_model()
     model.compile("adamw", "cross_entropy", ["accuracy"], lr=0.01)
     history = model.fit(x, y, batch_size=12, epochs=3, verbose=0, strategy=strategy,
                         callbacks=[LambdaCallback(on_train_batch_end=maybe_die),
                                    # its best weights (gathered to rank 0 under FSDP) go into every backup
                                    EarlyStopping("loss", patience=50, restore_best_weights=True),
                                    BackupAndRestore(backup_dir, save_freq=2)])
-    if strategy == "fsdp":
-        from ember.distributed import gather_state_dict
-
-        weights = gather_state_dict(model)  # a collective: every rank takes part, rank 0 gets the weights
-    else:
-        weights = model.state_dict()
+    weights = gather_state_dict(model)  # under FSDP a collective: every rank takes part, rank 0 gets them
     if int(os.environ["RANK"]) == 0:
         save_file({name: tensor.contiguous() for name, tensor in weights.items()}, out / "final.safetensors")
         atomic_write_text(out / "history.json", json.dumps(history.history))
+
+
+def make_model():
+    import ember
+    from ember import layers
+
+    return ember.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(2)])
 
 
 def data():
@@ -99,12 +99,9 @@ def _check_backup_loads_into_one_process(shards):
     """A sharded backup's weights and AdamW state load into a plain model in this process (DCP reshards)."""
     import torch
 
-    import ember
-    from ember import layers
     from ember.distributed import load_checkpoint
 
-    model = ember.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(2)])
-    model.build((6,))
+    model = make_model().build((6,))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     model(torch.zeros(1, 6)).sum().backward()
     optimizer.step()  # AdamW's state exists only after a step: this creates the entries to load into

@@ -10,7 +10,8 @@ _EXPORTS = {
     "DDP": "ember.distributed.ddp", "FSDP": "ember.distributed.fsdp",
     "SingleProcess": "ember.distributed.strategy", "get_strategy": "ember.distributed.strategy",
     "save_checkpoint": "ember.distributed.checkpoint", "load_checkpoint": "ember.distributed.checkpoint",
-    "gather_state_dict": "ember.distributed.checkpoint", "scatter_state_dict": "ember.distributed.checkpoint", "CheckpointMismatchError": "ember.distributed.checkpoint",
+    "gather_state_dict": "ember.distributed.checkpoint", "scatter_state_dict": "ember.distributed.checkpoint",
+    "CheckpointMismatchError": "ember.distributed.checkpoint",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -12,11 +12,11 @@ from ember.serve.errors import BadRequest, ServeError, Unavailable
 _ACCEPTED_KINDS = {"f": "fiub", "i": "iub", "u": "iub", "b": "b"}
 
 
-def parse_version(version: str | int | None) -> int | None:
+def parse_version(version: str | None) -> int | None:
     """A URL's version segment: digits only, as TF Serving's version numbers are (int() would also
     take "+1", " 1", "1_0" as 1, 1 and 10)."""
-    if version is None or isinstance(version, int):
-        return version
+    if version is None:
+        return None
     if not (version.isascii() and version.isdigit()):
         raise BadRequest(f"a model version is a non-negative integer (digits only), got {version!r}")
     return int(version)
@@ -34,10 +34,10 @@ class DataPlane:
     def ready(self) -> bool:
         return self.repository.ready()
 
-    def model(self, name: str, version: str | int | None = None, label: str | None = None):
+    def model(self, name: str, version: str | None = None, label: str | None = None):
         return self.repository.get(name, parse_version(version), label)
 
-    def statuses(self, name: str, version: str | int | None = None, label: str | None = None) -> list:
+    def statuses(self, name: str, version: str | None = None, label: str | None = None) -> list:
         return self.repository.statuses(name, parse_version(version), label)
 
     # -- inference -----------------------------------------------------------------------------------
