@@ -11,7 +11,7 @@ _EXPORTS = {
     "SingleProcess": "ember.distributed.strategy", "get_strategy": "ember.distributed.strategy",
     "save_checkpoint": "ember.distributed.checkpoint", "load_checkpoint": "ember.distributed.checkpoint",
     "gather_state_dict": "ember.distributed.checkpoint", "scatter_state_dict": "ember.distributed.checkpoint",
-    "CheckpointMismatchError": "ember.distributed.checkpoint",
+    "CheckpointMismatchError": "ember.distributed.checkpoint", "CheckpointFileError": "ember.distributed.checkpoint",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -42,6 +42,7 @@ class Trainer:
         self.step_in_epoch = 0
         self.global_step = 0
         self.scheduler = None
+        self.diverged = False  # the loss became NaN or inf: fit stopped (BackupAndRestore keeps its backups)
         self._checked = False
         # fit() replaces these with its strategy's; evaluate/predict alone run in this process.
         self.strategy = SingleProcess()
@@ -198,7 +199,7 @@ class Trainer:
             warnings.warn(f"the loss became {loss} in epoch {self.epoch + 1} (by batch {self.step_in_epoch}): "
                           "training stopped. Lower the learning rate or clip gradients (clip_grad_norm=).",
                           RuntimeWarning, stacklevel=2)
-            self.model.stop_training = True
+            self.model.stop_training = self.diverged = True
         return logs
 
     # ------------------------------------------------------- evaluate / predict

@@ -22,10 +22,12 @@ import shutil
 import warnings
 from pathlib import Path
 
+import torch
+
 from ember.distributed import is_sharded
 from ember.train.callbacks.base import Callback
-from ember.train.checkpoint import BackupFileError, loader_generators, read_backup, rng_state, set_rng_state, \
-    write_backup
+from ember.train.checkpoint import BackupFileError, check_backup_state, loader_generators, read_backup, \
+    rng_state, set_rng_state, write_backup
 
 _NAME = re.compile(r"backup-(\d{6})-(\d{9})\.zip")
 
@@ -65,6 +67,7 @@ class BackupAndRestore(Callback):
     # ------------------------------------------------------------------ hooks
     def on_train_begin(self, logs=None):
         self._since_backup, self._due, self._last_position = 0, False, None
+        self._skipped_nonfinite = False
         self._epoch_start = None  # RNG and loader states when this epoch began (mid-epoch backups)
         self._resume_epoch = None  # what a mid-epoch backup restores when its epoch begins
         self._rng_at_backup = None  # ... and just before the epoch's first batch
@@ -112,6 +115,15 @@ class BackupAndRestore(Callback):
             self._backup(epoch + 1, 0, finished=bool(self.model.stop_training))
 
     def on_train_end(self, logs=None):
+        if self.trainer.diverged or self._skipped_nonfinite:
+            if self._is_main:
+                kept = self._backups()
+                warnings.warn(f"training stopped on a non-finite loss: the backups in {self.backup_dir} are kept "
+                              + (f"(newest: {kept[-1].name}, the last state with finite weights); fit(..., "
+                                 f"resume=...) continues from it, with a lower learning rate or clip_grad_norm= "
+                                 "to avoid the same divergence" if kept else "(none was taken before it)"),
+                              RuntimeWarning, stacklevel=3)
+            return
         if self.delete_checkpoint:
             if self._is_main:
                 for path in self._backups():  # oldest first: an interruption here leaves the newest
@@ -125,6 +137,14 @@ class BackupAndRestore(Callback):
     def _backup(self, epoch, step, mid_epoch=False, finished=False):
         self._since_backup, self._due, self._last_position = 0, False, (epoch, step)
         trainer = self.trainer
+        # A diverged state is no state to resume from, and rotating it in would push out the good ones.
+        if trainer.diverged or not _all_finite(self.model, trainer.compiled.optimizer):
+            if not self._skipped_nonfinite and self._is_main:
+                warnings.warn(f"not backing up epoch {epoch}, batch {step}: the weights or optimizer state are "
+                              "not finite (NaN or inf); the earlier backups are kept", RuntimeWarning, stacklevel=4)
+            self._skipped_nonfinite = True
+            self.model.stop_training = True
+            return
         path = self.backup_dir / f"backup-{epoch:06d}-{step:09d}.zip"
         sharded = is_sharded(self.model)
         if sharded:  # every rank writes its shard of the weights and optimizer state (never gathered)
@@ -199,7 +219,7 @@ class BackupAndRestore(Callback):
         if state.get("shards"):  # resharded to this run's processes; refuses another model before loading
             from ember.distributed.checkpoint import load_checkpoint
 
-            load_checkpoint(model, self.backup_dir / state["shards"], trainer.compiled.optimizer)
+            load_checkpoint(model, self.backup_dir / state["shards"], trainer.compiled.optimizer)  # checked name
         else:
             model.load_state_dict(state["model"])
             trainer.compiled.optimizer.load_state_dict(state["optimizer"])
@@ -288,14 +308,16 @@ class BackupAndRestore(Callback):
         if not self._is_main and chosen[0] is not None:
             path = Path(chosen[0])
             state = read_backup(path)
+            check_backup_state(state, path)
         return state, path
 
     def _newest_readable(self):
         for path in reversed(self._backups()):
             try:
                 state = read_backup(path)
-                if state.get("shards") and not (self.backup_dir / state["shards"] / ".metadata").is_file():
-                    raise BackupFileError(f"{path} names the shards {state['shards']}, which are missing")
+                check_backup_state(state, path)  # also: shards can only be the zip's own sibling
+                if state["shards"]:
+                    _check_shards(path)
                 return state, path
             except BackupFileError as error:
                 aside = path.with_name(path.name + ".corrupt")
@@ -359,6 +381,34 @@ def _gather_to_rank0(mine):
     gathered = [None] * world if rank == 0 else None
     dist.gather_object(mine, gathered, dst=0)
     return gathered
+
+
+def _all_finite(model, optimizer) -> bool:
+    """Whether every weight, buffer and optimizer state tensor is finite, agreed by every process
+    (an FSDP rank sees only its shards, and the backup is a collective)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    tensors += [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    local = [t.to_local() if hasattr(t, "to_local") else t for t in tensors]
+    finite = torch.tensor(all(bool(torch.isfinite(t).all()) for t in local if t.is_floating_point()))
+    world, _ = _world()
+    if world > 1:
+        import torch.distributed as dist
+
+        finite = finite.to(torch.int32)
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite)
+
+
+def _check_shards(path: Path) -> None:
+    """A sharded backup's folder must exist and its metadata be readable without running code."""
+    from ember.distributed.checkpoint import CheckpointFileError, read_checkpoint_metadata
+
+    try:
+        read_checkpoint_metadata(_shards_of(path))
+    except FileNotFoundError:
+        raise BackupFileError(f"{path} names the shards {_shards_of(path).name}, which are missing") from None
+    except CheckpointFileError as error:
+        raise BackupFileError(f"{path}'s shards are unusable: {error}") from None
 
 
 def _cpu(value):
