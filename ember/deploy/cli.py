@@ -1,4 +1,6 @@
 """`ember export MODEL_FILE --to onnx,program,int8,tflite,pte,web --out DIR [--calibration FILE.npy]`."""
+import importlib
+
 import numpy as np
 import torch
 
@@ -15,10 +17,13 @@ def add_arguments(parser):
     parser.add_argument("--held-out", help="a .npy file of inputs to compare the artifacts on (default: random)")
     parser.add_argument("--input-shape", help="one input's shape without the batch axis, e.g. 1,28,28, when the "
                                               "model file does not record it and no --calibration is given")
+    parser.add_argument("--allow-class", action="append", default=[], metavar="MODULE.CLASS",
+                        help="a model class the file may name (repeatable): its module is imported. Files name "
+                             "classes; ember imports none unless allowed here")
 
 
 def run(args) -> int:
-    model = ember.load(args.model_file, compile=False)
+    model = ember.load(args.model_file, compile=False, custom_objects=[_import_class(p) for p in args.allow_class])
     calibration = _load_npy(args.calibration, "--calibration")
     held_out = _load_npy(args.held_out, "--held-out")
     reports = export(model, args.out, format=args.to.split(","), example=_example(model, args, calibration),
@@ -42,6 +47,14 @@ def _example(model, args, calibration):
         return torch.rand(2, *model.input_shape)
     raise ValueError(f"{args.model_file} does not record its input shape: pass --input-shape (e.g. 1,28,28) "
                      "or --calibration FILE.npy")
+
+
+def _import_class(class_path):
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"--allow-class {class_path}: expected MODULE.CLASS importable here ({error})") from None
 
 
 def _load_npy(path, option):

@@ -1,10 +1,16 @@
-"""One-file model saving: a zip of JSON and safetensors. Loading never unpickles.
+"""One-file model saving: an `ember.container` zip of JSON and safetensors. Loading never unpickles.
 
 Layout of a `.ember` file (any extension works):
 - `ember.json`: format version, how to rebuild the model (a Sequential's layer configs,
-  or an importable class path and the constructor arguments recorded at construction),
+  or a class path and the constructor arguments recorded at construction),
   and the compile configuration;
 - `weights.safetensors`: every tensor of `state_dict()`.
+
+A model file may come from anyone (docs/security.md). Loading imports nothing the file names:
+a class path is looked up among the `ember.Model` subclasses this process has defined, ember's
+own, and the classes the caller allows (`custom_objects`). The architecture is first built on the
+`meta` device and checked against the weights the file really holds, so a file declaring a huge
+layer fails before any memory is allocated for it.
 """
 import importlib
 import io
@@ -13,10 +19,11 @@ import zipfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from ember.container import FileFormatError, parse_json_object, parse_safetensors, read_members, \
+    write_container
 from ember.distributed import is_sharded
 from ember.io import atomic_write_bytes
 
@@ -24,7 +31,7 @@ FORMAT = "ember-model"
 VERSION = 1
 
 
-class ModelFileError(ValueError):
+class ModelFileError(FileFormatError):
     """A model or weights file that is corrupt, truncated, unsafe or does not fit."""
 
 
@@ -54,17 +61,17 @@ def save_model(model: nn.Module, path) -> Path:
     compiled = getattr(model, "compiled", None)
     meta["compile"] = compiled.spec if compiled is not None else None
 
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("ember.json", json.dumps(meta, indent=2))
-        archive.writestr("weights.safetensors", weights)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_container(path, {"ember.json": json.dumps(meta, indent=2).encode(), "weights.safetensors": weights})
     return Path(path)
 
 
-def load_model(path, compile=True) -> nn.Module:
+def load_model(path, compile=True, custom_objects=None) -> nn.Module:
     """Rebuild a model saved with `model.save()`: weights, architecture, compile configuration.
-    Keras `.keras` / `.h5` files (recognised by content) go through `ember.from_keras`."""
+    Keras `.keras` / `.h5` files (recognised by content) go through `ember.from_keras`.
+
+    custom_objects: model classes the file may name besides the `ember.Model` subclasses already
+    defined in this process: a dict {name or "module.QualName": class} or a list of classes.
+    """
     from ember.keras.files import is_keras_file
 
     if is_keras_file(path):
@@ -72,22 +79,36 @@ def load_model(path, compile=True) -> nn.Module:
 
         return from_keras(path)
     meta, weights = _read_archive(path)
-    architecture = meta.get("architecture") or {}
-    if architecture.get("kind") == "sequential":
-        from ember.define.sequential import Sequential
-
-        model = Sequential.from_config(architecture["config"])
-    elif architecture.get("kind") == "class":
-        model = _rebuild_class(architecture, path)
-    else:
-        raise ModelFileError(f"{path}: unknown architecture kind {architecture.get('kind')!r}")
+    architecture = meta.get("architecture")
+    if not isinstance(architecture, dict):
+        raise ModelFileError(f"{path}: ember.json has no architecture object")
+    build = _architecture_builder(architecture, path, custom_objects)
+    try:
+        with torch.device("meta"):  # sizes come from the file: check them before allocating anything
+            probe = build()
+    except ModelFileError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure to build from the file's values is the file's
+        if architecture.get("kind") == "sequential":
+            raise _unbuildable(path, error) from error
+        probe = None  # a user class that cannot be built on `meta`: allowed code, checked after building
+    if probe is not None:
+        _check_fits(probe, weights, strict=True, source=str(path))
+    try:
+        model = build()
+    except Exception as error:  # noqa: BLE001
+        raise _unbuildable(path, error) from error
     _load_state(model, weights, strict=True, source=str(path))
     spec = meta.get("compile")
-    if compile and spec and isinstance(spec.get("optimizer"), str) and spec.get("loss") is not None:
-        options = dict(spec.get("optimizer_options") or {})
-        model.compile(spec["optimizer"], spec["loss"], spec.get("metrics"), from_logits=spec.get("from_logits"),
-                      clip_grad_norm=spec.get("clip_grad_norm"), accumulate_steps=spec.get("accumulate_steps", 1),
-                      **options)
+    if compile and isinstance(spec, dict) and isinstance(spec.get("optimizer"), str) and spec.get("loss") is not None:
+        options = spec.get("optimizer_options") or {}
+        try:
+            model.compile(spec["optimizer"], spec["loss"], spec.get("metrics"), from_logits=spec.get("from_logits"),
+                          clip_grad_norm=spec.get("clip_grad_norm"), accumulate_steps=spec.get("accumulate_steps", 1),
+                          **options)
+        except (TypeError, ValueError, KeyError) as error:
+            raise ModelFileError(f"{path}: its compile configuration cannot be applied ({type(error).__name__}: "
+                                 f"{error}); load it with compile=False and compile it yourself") from error
     return model
 
 
@@ -101,7 +122,8 @@ def save_weights(model: nn.Module, path) -> Path:
 def load_weights(model: nn.Module, path, strict=True) -> nn.Module:
     """Load a safetensors file (or the weights inside an ember model file) into `model`."""
     data = _read_bytes(path)
-    weights = _read_archive(path, data)[1] if zipfile.is_zipfile(io.BytesIO(data)) else _parse_safetensors(data, path)
+    weights = _read_archive(path, data)[1] if zipfile.is_zipfile(io.BytesIO(data)) else \
+        parse_safetensors(data, path, "the file", ModelFileError)
     _load_state(model, weights, strict=strict, source=str(path))
     return model
 
@@ -148,54 +170,94 @@ def _read_bytes(path):
 def _read_archive(path, data=None):
     data = data if data is not None else _read_bytes(path)
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        names = set(archive.namelist())
-        if "ember.json" not in names:
-            if any(n.endswith(".pkl") for n in names):
-                raise ModelFileError(f"{path} is a torch.save() archive (pickled): ember never unpickles; "
-                                     "load it with torch.load(weights_only=True) and call save_weights()")
-            if "config.json" in names and "model.weights.h5" in names:
-                raise ModelFileError(f"{path} is a Keras file: load it with ember.from_keras()")
-            raise ModelFileError(f"{path} is a zip without ember.json: not an ember model file")
-        meta = json.loads(archive.read("ember.json"))
-        weights = _parse_safetensors(archive.read("weights.safetensors"), path)
-    except (zipfile.BadZipFile, KeyError, EOFError, json.JSONDecodeError, OSError) as error:
+        names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
         raise ModelFileError(f"{path} is corrupt or truncated ({type(error).__name__}: {error}); "
                              "expected an ember model file written by model.save()") from error
+    if "ember.json" not in names:
+        if any(n.endswith(".pkl") for n in names):
+            raise ModelFileError(f"{path} is a torch.save() archive (pickled): ember never unpickles; "
+                                 "load it with torch.load(weights_only=True) and call save_weights()")
+        if "config.json" in names and "model.weights.h5" in names:
+            raise ModelFileError(f"{path} is a Keras file: load it with ember.from_keras()")
+        raise ModelFileError(f"{path} is a zip without ember.json: not an ember model file")
+    members = read_members(path, data, {"ember.json", "weights.safetensors"}, ModelFileError, "model file")
+    meta = parse_json_object(members["ember.json"], path, "ember.json", ModelFileError)
+    weights = parse_safetensors(members["weights.safetensors"], path, "weights.safetensors", ModelFileError)
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: expected format {FORMAT!r}, found {meta.get('format')!r}")
-    if meta.get("version", 0) > VERSION:
-        raise ModelFileError(f"{path} was written by a newer ember (format version {meta['version']}, "
-                             f"this one reads {VERSION})")
+    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
+        raise ModelFileError(f"{path} was written by a newer ember or is damaged (format version "
+                             f"{meta.get('version')!r}; this one reads up to {VERSION})")
     return meta, weights
 
 
-def _parse_safetensors(data, path):
-    try:
-        return load_safetensors(data)
-    except Exception as error:  # safetensors raises its own SafetensorError
-        raise ModelFileError(f"{path} is not a valid safetensors file ({error})") from error
+def _architecture_builder(architecture, path, custom_objects):
+    """A function that builds the model the architecture describes (called twice: on `meta`, then for real)."""
+    kind = architecture.get("kind")
+    if kind == "sequential":
+        from ember.define.sequential import Sequential
+
+        config = architecture.get("config")
+        if not isinstance(config, dict):
+            raise ModelFileError(f"{path}: the Sequential architecture has no config object")
+        return lambda: Sequential.from_config(config)
+    if kind == "class":
+        cls = _allowed_class(architecture, path, custom_objects)
+        arguments = architecture.get("arguments")
+        if not (isinstance(arguments, dict) and all(isinstance(k, str) for k in arguments)):
+            raise ModelFileError(f"{path}: the constructor arguments of {architecture['class_path']} are not an "
+                                 "object of named arguments")
+        return lambda: cls(**arguments)
+    raise ModelFileError(f"{path}: unknown architecture kind {kind!r}; expected 'sequential' or 'class'")
 
 
-def _rebuild_class(architecture, path):
-    class_path = architecture["class_path"]
+def _allowed_class(architecture, path, custom_objects):
+    """The class a file names, if the caller allows it; nothing is imported because a file says so,
+    except ember's own modules."""
+    from ember.define.model import defined_model_class
+
+    class_path = architecture.get("class_path")
+    if not isinstance(class_path, str):
+        raise ModelFileError(f"{path}: the architecture names no class_path")
     if architecture.get("arguments") is None:
         raise ModelFileError(f"{path}: cannot rebuild {class_path}: {architecture.get('why_not_rebuildable')}. "
                              "Build the model yourself and call model.load_weights(path).")
-    module_name, _, qualname = class_path.rpartition(".")
-    try:
-        cls = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-    except (ImportError, AttributeError) as error:
-        raise ModelFileError(f"{path}: the model class {class_path} cannot be imported ({error}); make its module "
-                             "importable (e.g. on PYTHONPATH) or build the model and call load_weights()") from error
+    allowed = _custom_classes(custom_objects)
+    cls = allowed.get(class_path) or allowed.get(class_path.rpartition(".")[2]) or defined_model_class(class_path)
+    if cls is None and class_path.startswith("ember.") and class_path.count(".") >= 2:
+        try:  # ember's own classes (a converted Keras graph) are part of the trusted environment
+            importlib.import_module(class_path.rpartition(".")[0])
+        except ImportError:
+            pass
+        cls = defined_model_class(class_path)
+    if cls is None:
+        raise ModelFileError(
+            f"{path} names the model class {class_path}, which is not an ember.Model subclass defined in this "
+            "process: ember imports nothing a file names. Import the module that defines it first, or allow it "
+            f"with ember.load(path, custom_objects={{'{class_path.rpartition('.')[2]}': TheClass}}) "
+            f"(ember export: --allow-class {class_path})")
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ModelFileError(f"{path}: {class_path} is not a torch.nn.Module class; refusing to call it")
-    return cls(**architecture["arguments"])
+    return cls
 
 
-def _load_state(model, weights, strict, source):
+def _custom_classes(custom_objects) -> dict:
+    if custom_objects is None:
+        return {}
+    if isinstance(custom_objects, dict):
+        return dict(custom_objects)
+    from ember.define.model import class_path
+
+    return {key: cls for cls in custom_objects for key in (class_path(cls), cls.__name__)}
+
+
+def _unbuildable(path, error):
+    return ModelFileError(f"{path}: the architecture it describes cannot be built ({type(error).__name__}: "
+                          f"{str(error)[:300]})")
+
+
+def _check_fits(model, weights, strict, source):
     own = model.state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
@@ -210,6 +272,11 @@ def _load_state(model, weights, strict, source):
         problems.append("mis-shaped: " + "; ".join(mis_shaped))
     if problems:
         raise ModelFileError(f"{source} does not fit {type(model).__name__}: " + " | ".join(problems))
+    return own
+
+
+def _load_state(model, weights, strict, source):
+    own = _check_fits(model, weights, strict, source)
     with torch.no_grad():
         for key, tensor in weights.items():
             if key in own:

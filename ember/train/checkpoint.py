@@ -120,7 +120,7 @@ def read_backup(path) -> dict:
                               f"{meta.get('version')!r}; this one reads up to {VERSION})")
     try:
         return unpack(meta.get("state"), tensors)
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:  # RecursionError is one
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as error:  # RecursionError too
         raise BackupFileError(f"{path} is inconsistent: {type(error).__name__}: {error}") from error
 
 

@@ -90,3 +90,16 @@ def test_backup_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "b.zip").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_a_backup_written_before_the_container_module_reads_and_checks():
+    """tests/data/formats/backup-v1.zip: written by ember before #16 (a Sequential after one epoch)."""
+    from pathlib import Path
+
+    from ember.train.checkpoint import check_backup_state
+
+    fixture = Path(__file__).parents[2] / "tests" / "data" / "formats" / "backup-v1.zip"
+    state = read_backup(fixture)
+    check_backup_state(state, Path("backup-000001-000000000.zip"))
+    assert state["position"] == {"epoch": 1, "step": 0, "global_step": 4, "finished": False}
+    assert sorted(state["model"]) == ["layers.0.bias", "layers.0.weight", "layers.2.bias", "layers.2.weight"]

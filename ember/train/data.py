@@ -48,8 +48,8 @@ class ArrayBatches:
 class IterableBatches:
     """Batches from a DataLoader or any re-iterable of batches."""
 
-    def __init__(self, iterable):
-        self.iterable = iterable
+    def __init__(self, iterable, what="x"):
+        self.iterable, self.what = iterable, what
         self.num_samples = None
         try:
             self._len = len(iterable)
@@ -72,9 +72,13 @@ class IterableBatches:
         sampler = getattr(self.iterable, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
+        step = -1
         for step, batch in enumerate(self.iterable):
             if step >= start_step:
                 yield split_batch(batch)
+        if step < 0:  # an empty epoch would log a loss of 0.0 and train nothing
+            raise ValueError(f"{self.what} ({type(self.iterable).__name__}) yielded no batch in epoch {epoch + 1}: "
+                             "expected at least one (x, y) batch per epoch; is the data empty or exhausted?")
 
 
 def make_batches(x, y=None, *, batch_size=32, shuffle=False, seed=0, device=None, what="x"):
@@ -98,12 +102,16 @@ def make_batches(x, y=None, *, batch_size=32, shuffle=False, seed=0, device=None
         if len(x) == 0:
             raise ValueError(f"{what} is an empty Dataset")
         generator = torch.Generator().manual_seed(seed)
-        return IterableBatches(DataLoader(x, batch_size=batch_size, shuffle=shuffle, generator=generator))
+        return IterableBatches(DataLoader(x, batch_size=batch_size, shuffle=shuffle, generator=generator), what)
     if isinstance(x, (DataLoader, IterableDataset)) or hasattr(x, "__iter__"):
         if iter(x) is x:
             raise TypeError(f"{what} is a one-shot iterator (e.g. a generator): pass something that can be "
                             "iterated once per epoch, such as a list, a Dataset or a DataLoader")
-        return IterableBatches(x if not isinstance(x, IterableDataset) else DataLoader(x, batch_size=batch_size))
+        batches = IterableBatches(x if not isinstance(x, IterableDataset) else DataLoader(x, batch_size=batch_size),
+                                  what)
+        if batches._len == 0:
+            raise ValueError(f"{what} is an empty {type(x).__name__}: expected at least one batch")
+        return batches
     raise TypeError(f"unsupported data type {type(x).__name__} for {what}: expected numpy arrays, tensors, a dict "
                     "of arrays, a Dataset, a DataLoader or an iterable of (x, y) batches")
 

@@ -84,3 +84,18 @@ def check_targets(outputs, targets, compiled, data=None):
     if low < 0 or high >= num_classes:
         raise ValueError(f"labels must be in [0, {num_classes}) for a model with {num_classes} outputs, "
                          f"got labels from {low} to {high}")
+
+
+def explain_loss_error(outputs, targets, compiled, error, where: str):
+    """A loss that failed on labels outside the model's classes (torch says only "Target 7 is out of
+    bounds"): name where, the labels and the valid range. Other failures come back unchanged."""
+    if compiled is None or compiled.loss_name not in CLASSIFICATION_LOSSES or not isinstance(outputs, torch.Tensor) \
+            or not isinstance(targets, torch.Tensor) or targets.is_floating_point() or not targets.numel():
+        return error
+    num_classes = outputs.shape[-1]
+    bad = targets[(targets < 0) | (targets >= num_classes)]
+    if not bad.numel():
+        return error
+    shown = ", ".join(str(v) for v in bad.unique()[:5].tolist())
+    return ValueError(f"{where}: label {shown} is out of range: labels must be in [0, {num_classes}) for a model "
+                      f"with {num_classes} outputs")

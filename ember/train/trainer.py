@@ -22,7 +22,7 @@ from ember.train.callbacks.base import CallbackList, LazyLogs
 from ember.train.callbacks.history import History
 from ember.train.callbacks.progress import ProgressBar
 from ember.train.data import make_batches, move, split_validation
-from ember.train.diagnose import check_targets, explain_forward_error
+from ember.train.diagnose import check_targets, explain_forward_error, explain_loss_error
 from ember.train.fast_paths import CpuTrainingFastPaths
 from ember.train.host_memory import keep_freed_memory
 from ember.train.jit import CompiledForward
@@ -169,7 +169,12 @@ class Trainer:
             return outputs, loss
         if targets is None:
             raise ValueError("the data has no targets (y) but the compiled loss needs them")
-        return outputs, self.compiled.loss_fn(outputs, targets)
+        try:
+            return outputs, self.compiled.loss_fn(outputs, targets)
+        except (IndexError, RuntimeError) as error:  # labels are checked on the first batch only
+            where = f"batch {self.step_in_epoch + 1} of epoch {self.epoch + 1}" if self.model.training \
+                else "an evaluation batch"
+            raise explain_loss_error(outputs, targets, self.compiled, error, where) from error
 
     # ------------------------------------------------------- running logs
     def _reset_running(self):

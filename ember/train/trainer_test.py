@@ -195,6 +195,34 @@ def test_labels_out_of_range():
         mlp().fit(x, y, verbose=0)
 
 
+def test_a_bad_label_in_a_later_batch_names_the_batch_the_label_and_the_range():
+    x, y = make_data()
+    y[77] = 7  # batch 3 of 4 (batch size 32), in a DataLoader: labels are not all known up front
+    loader = DataLoader(TensorDataset(torch.from_numpy(x).float(), torch.from_numpy(y)), batch_size=32)
+    with pytest.raises(ValueError, match=r"batch 3 of epoch 1: label 7 is out of range: labels must be in "
+                                         r"\[0, 3\) for a model with 3 outputs"):
+        mlp().fit(loader, verbose=0)
+    with pytest.raises(ValueError, match=r"an evaluation batch: label 7 is out of range"):
+        mlp().evaluate(loader)
+
+
+@pytest.mark.parametrize("data", [[], DataLoader(TensorDataset(torch.zeros(0, 4), torch.zeros(0)), batch_size=8)])
+def test_data_without_batches_is_an_error_naming_it(data):
+    with pytest.raises(ValueError, match=r"x is an empty (list|DataLoader): expected at least one batch"):
+        mlp().fit(data, verbose=0)
+
+
+def test_an_iterable_that_yields_nothing_in_an_epoch_is_an_error():
+    class Exhausted:
+        """Re-iterable, but yields no batch (e.g. a reader whose files are gone)."""
+
+        def __iter__(self):
+            return iter(())
+
+    with pytest.raises(ValueError, match=r"x \(Exhausted\) yielded no batch in epoch 1"):
+        mlp().evaluate(Exhausted())
+
+
 def test_empty_data_and_bad_validation_split():
     model = mlp()
     with pytest.raises(ValueError, match="0 samples"):
