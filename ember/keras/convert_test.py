@@ -1,7 +1,5 @@
 """Bad input to from_keras, on small files written by hand (no Keras needed)."""
-import io
 import json
-import zipfile
 
 import h5py
 import numpy as np
@@ -11,31 +9,12 @@ import torch
 import ember
 from ember.deploy.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
-
-
-def _layer(class_name, name, **config):
-    return {"module": "keras.layers", "class_name": class_name, "config": {"name": name, **config},
-            "registered_name": None}
+from ember.keras.testing import BIAS, INPUT, KERNEL, keras3_weights, sequential_config, write_keras
+from ember.keras.testing import layer as _layer
 
 
 def _write_keras(path, layers, weights):
-    config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": layers}}
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as h5:
-        for group, (name, arrays) in weights.items():
-            vars_group = h5.create_group(f"layers/{group}/vars")
-            vars_group.attrs["name"] = name
-            for i, array in enumerate(arrays):
-                vars_group[str(i)] = array
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
-        archive.writestr("config.json", json.dumps(config))
-        archive.writestr("model.weights.h5", buffer.getvalue())
-    return path
-
-
-INPUT = _layer("InputLayer", "input_layer", batch_shape=[None, 4])
-KERNEL, BIAS = np.arange(12, dtype="float32").reshape(4, 3), np.ones(3, dtype="float32")
+    return write_keras(path, sequential_config(layers), keras3_weights(weights))
 
 
 def test_dense_weights_are_transposed(tmp_path):

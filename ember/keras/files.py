@@ -10,17 +10,15 @@ Three layouts exist (see docs/architecture.md, "Keras files"):
   `save_weights` `.h5` files (the `layer_names` layout at the root).
 Nothing here executes code from the file: JSON is parsed, arrays are read.
 """
-import io
 import json
 import re
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ember.deploy.saving import ModelFileError
+from ember.keras.archive import ZIP_ERRORS, read_members
+from ember.keras.hdf5 import H5File
 
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -57,108 +55,101 @@ def is_keras_file(path) -> bool:
         try:
             with zipfile.ZipFile(path) as archive:
                 return "config.json" in archive.namelist()
-        except zipfile.BadZipFile:
+        except ZIP_ERRORS:
             return False
     return False
 
 
 def read_keras_file(path) -> KerasFile:
+    """The config, Keras version and weights of a `.keras`, `.h5` or `.weights.h5` file.
+
+    The file is untrusted input: anything wrong with it raises ModelFileError naming it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such Keras file: {path}")
-    data = path.read_bytes()
-    if data.startswith(ZIP_MAGIC):
-        return _read_keras_zip(path, data)
-    if data.startswith(HDF5_MAGIC):
-        return _read_h5(path, data)
+    with open(path, "rb") as f:
+        head = f.read(len(HDF5_MAGIC))
+    if head.startswith(ZIP_MAGIC):
+        return _read_keras_zip(path)
+    if head.startswith(HDF5_MAGIC):
+        return _read_h5(path, path.read_bytes())
     raise ModelFileError(f"{path} is neither a Keras 3 .keras zip nor an HDF5 .h5 file "
-                         f"(it starts with {data[:8]!r})")
+                         f"(it starts with {head!r})")
 
 
-def _read_keras_zip(path, data):
+def _read_keras_zip(path):
+    members = read_members(path, ("config.json", "model.weights.h5"), ("metadata.json",))
+    config = _json(members["config.json"], f"{path}: config.json")
+    metadata = _json(members.get("metadata.json", b"{}"), f"{path}: metadata.json")
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{path}: metadata.json must be a JSON object, found {type(metadata).__name__}")
+    version = metadata.get("keras_version", "3")
+    if not isinstance(version, str):
+        raise ModelFileError(f"{path}: metadata.json's keras_version must be a string such as \"3.15.1\", found "
+                             f"{type(version).__name__} {version!r:.60}")
+    with H5File(members["model.weights.h5"], f"model.weights.h5 inside {path}") as h5:
+        weights = _read_keras3_weights(h5)
+    return KerasFile(str(path), "keras", config, version, weights)
+
+
+def _json(data, what):
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = set(archive.namelist())
-            missing = {"config.json", "model.weights.h5"} - names
-            if missing:
-                raise ModelFileError(f"{path} is a zip but not a .keras file: it lacks {', '.join(sorted(missing))}")
-            config = json.loads(archive.read("config.json"))
-            metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
-            weights_bytes = archive.read("model.weights.h5")
-    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError, zlib.error) as error:
-        raise ModelFileError(f"{path} is corrupt or truncated ({type(error).__name__}: {error}); "
-                             "expected a .keras zip written by model.save()") from error
-    with _open_h5(path, weights_bytes, "model.weights.h5 inside") as h5:
-        weights = _read_keras3_weights(h5, path)
-    return KerasFile(str(path), "keras", config, str(metadata.get("keras_version", "3")), weights)
-
-
-def _h5py():
-    try:
-        import h5py
-    except ImportError as error:
-        raise ImportError("reading Keras files needs h5py: pip install 'ember[keras]'") from error
-    return h5py
-
-
-def _open_h5(path, data, what=""):
-    h5py = _h5py()
-    try:
-        return h5py.File(io.BytesIO(data), "r")
-    except OSError as error:
-        raise ModelFileError(f"{what + ' ' if what else ''}{path} is not a readable HDF5 file, corrupt or "
-                             f"truncated ({error})") from error
+        return json.loads(data)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, too deep
+        raise ModelFileError(f"{what} is not valid JSON ({type(error).__name__}: {error})") from error
 
 
 def _read_h5(path, data):
-    with _open_h5(path, data) as h5:
-        try:
-            version = _text(h5.attrs.get("keras_version", ""))
-            if "model_config" in h5.attrs:
-                config = json.loads(_text(h5.attrs["model_config"]))
-                return KerasFile(str(path), "h5", config, version, _read_legacy_weights(h5["model_weights"], path))
-            if "layer_names" in h5.attrs:
-                return KerasFile(str(path), "weights", None, version, _read_legacy_weights(h5, path))
-            if "layers" in h5:
-                return KerasFile(str(path), "weights", None, "3", _read_keras3_weights(h5, path))
-        except (OSError, KeyError, json.JSONDecodeError) as error:
-            raise ModelFileError(f"{path} is corrupt or truncated ({type(error).__name__}: {error})") from error
+    with H5File(data, str(path)) as h5:
+        version = h5.text(h5.root, "keras_version") or ""
+        model_config = h5.text(h5.root, "model_config")
+        if model_config is not None:
+            config = _json(model_config, f"{path}: attribute model_config")
+            return KerasFile(str(path), "h5", config, version, _read_legacy_weights(h5, h5.group(h5.root, "model_weights")))
+        if h5.attribute(h5.root, "layer_names") is not None:
+            return KerasFile(str(path), "weights", None, version, _read_legacy_weights(h5, h5.root))
+        if h5.has(h5.root, "layers"):
+            return KerasFile(str(path), "weights", None, "3", _read_keras3_weights(h5))
     raise ModelFileError(f"{path} is an HDF5 file but not a Keras one: no 'model_config', 'layer_names' or "
                          "'layers' inside")
 
 
-def _read_legacy_weights(group, path):
+def _read_legacy_weights(h5, group):
     weights = KerasWeights()
-    for name in (_text(n) for n in group.attrs["layer_names"]):
-        layer_group = group[name]
-        arrays = [np.asarray(layer_group[_text(w)]) for w in layer_group.attrs.get("weight_names", [])]
+    for name in h5.texts(group, "layer_names") or []:
+        layer_group = h5.lookup(group, name)
+        arrays = [h5.array(h5.lookup(layer_group, weight)) for weight in h5.texts(layer_group, "weight_names") or []]
         weights.by_name[name] = arrays
         weights.ordered.append((name, arrays))
     return weights
 
 
-def _read_keras3_weights(h5, path):
+def _read_keras3_weights(h5):
     weights = KerasWeights()
-    if "layers" not in h5:
+    if not h5.has(h5.root, "layers"):
         return weights
-    for key, group in h5["layers"].items():
-        arrays = _vars_in(group)
+    for key, group in h5.subgroups(h5.group(h5.root, "layers"), depth=1):
+        arrays = _vars_in(h5, group, depth=2)
         weights.by_path[f"layers/{key}"] = arrays
-        name = group["vars"].attrs.get("name") if "vars" in group else None
+        name = h5.text(h5.group(group, "vars"), "name") if h5.has(group, "vars") else None
         if name is not None:
-            weights.by_name[_text(name)] = arrays
+            weights.by_name[name] = arrays
     return weights
 
 
-def _vars_in(group):
+def _vars_in(h5, group, depth):
     """The layer's own `vars/<i>` in index order, then those of its sub-objects (an RNN's `cell`)."""
     arrays = []
-    if "vars" in group:
-        own = group["vars"]
-        arrays.extend(np.asarray(own[str(i)]) for i in range(len(own)))
-    for key, child in group.items():
-        if key != "vars" and isinstance(child, _h5py().Group):
-            arrays.extend(_vars_in(child))
+    subgroups = h5.subgroups(group, depth)
+    for key, child in subgroups:
+        if key == "vars":
+            index = 0
+            while h5.has(child, str(index)):
+                arrays.append(h5.array(h5.child(child, str(index))))
+                index += 1
+    for key, child in subgroups:
+        if key != "vars":
+            arrays.extend(_vars_in(h5, child, depth + 1))
     return arrays
 
 
@@ -172,5 +163,3 @@ def keras3_weight_path(class_name, counters) -> str:
     return f"layers/{snake}" if count is None else f"layers/{snake}_{count + 1}"
 
 
-def _text(value):
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
