@@ -26,7 +26,7 @@ CHUNK = 1 << 20  # bytes inflated per read
 METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 # zipfile's errors on a damaged archive; every call into zipfile below is guarded by them.
 ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error, struct.error, ValueError,
-              NotImplementedError, RuntimeError)
+              NotImplementedError, RuntimeError, OverflowError)
 
 
 def read_members(path: Path, required: tuple, optional: tuple = ()) -> dict:

@@ -8,7 +8,6 @@ a layer that cannot compute on it natively gets a Permute in front (see layers.p
 """
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from ember.define import layers as L
@@ -16,12 +15,17 @@ from ember.define.sequential import Sequential
 from ember.deploy.saving import ModelFileError
 from ember.keras.files import keras3_weight_path, read_keras_file
 from ember.keras.graph import KerasGraph, build_module
-from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, is_flat)
+from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, convert_weights, copy_weights,
+                                is_flat)
+from ember.keras.model_config import MODEL_KINDS, ConfigReader
 
-UNKNOWN_DIM = 32  # stands in for a None (variable) size while shapes are inferred
+# What interpreting a layer's options can raise when the file gives a wrong type or value
+# (a string for units, a negative kernel size, a shape no layer takes): the builders and
+# ember's layers check what they expect, torch the rest.
+LAYER_CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError, RuntimeError)
 
 
-class UnsupportedKerasLayersError(ValueError):
+class UnsupportedKerasLayersError(ModelFileError):
     """The model uses layers ember cannot build; every one of them is listed."""
 
 
@@ -64,24 +68,28 @@ def from_keras(path, data_format="channels_last", custom_layers=None):
         raise ModelFileError(f"{path} holds only weights, no architecture: build the model in ember and call "
                              "ember.load_keras_weights(model, path)")
     model_config = keras_file.config
-    class_name = model_config.get("class_name")
-    config = model_config.get("config", {})
-    if class_name not in ("Sequential", "Functional", "Model"):
+    reader = ConfigReader(f"{path} ({'config.json' if keras_file.kind == 'keras' else 'attribute model_config'})")
+    class_name, config, layers = reader.model(model_config)
+    if class_name not in MODEL_KINDS:
         raise UnsupportedKerasLayersError(
             f"{path}: the model is a subclassed Keras model ({class_name!r}): its forward pass is Python code, "
             "not a graph in the file. Rebuild it as a Sequential or functional model in Keras, or build it in "
             "ember and call ember.load_keras_weights(model, weights_path)")
-    layers = config.get("layers", [])
     _check_supported(layers, custom_layers or {}, path)
     keras2 = keras_file.keras_version.startswith("2")
     weights = _weights_by_layer(keras_file, layers, class_name == "Sequential")
-    builder = _Builder(data_format, keras2, custom_layers or {}, weights)
-    if class_name == "Sequential":
-        plan = builder.sequential(layers, config, model_config)
-    else:
-        plan = builder.functional(layers, config)
-    model = _assemble(plan, class_name == "Sequential")
-    _load_weights(plan, weights, path)
+    device = torch.get_default_device()
+    # Layers are built on the meta device: their sizes come from the config, which may ask
+    # for anything (Dense(units=2**34)); memory is allocated only once every layer's
+    # parameters are known to match the arrays the file holds (_load_weights).
+    with torch.device("meta"):
+        builder = _Builder(data_format, keras2, custom_layers or {}, weights, reader, device)
+        if class_name == "Sequential":
+            plan = builder.sequential(layers, config, model_config)
+        else:
+            plan = builder.functional(layers, config)
+        model = _assemble(plan, class_name == "Sequential")
+    _load_weights(plan, weights, path, device)
     return model
 
 
@@ -112,9 +120,9 @@ def _check_supported(layers, custom_layers, path):
 
 
 class _Builder:
-    def __init__(self, data_format, keras2, custom_layers, weights):
+    def __init__(self, data_format, keras2, custom_layers, weights, reader, device):
         self.data_format, self.keras2, self.custom_layers = data_format, keras2, custom_layers
-        self.weights = weights
+        self.weights, self.reader, self.device = weights, reader, device
         self.tensors = {}  # ref -> (ember shape without batch, layout)
         self.plan = _Plan()
         self.problems = []
@@ -123,7 +131,8 @@ class _Builder:
     def sequential(self, layers, config, model_config):
         body = [entry for entry in layers if entry.get("class_name") != "InputLayer"]
         input_entry = next((entry for entry in layers if entry.get("class_name") == "InputLayer"), None)
-        shape, dtype = _input_shape(input_entry["config"] if input_entry else None, body, config, model_config)
+        shape, dtype = self.reader.input_shape(input_entry["config"] if input_entry else None, body, config,
+                                               model_config)
         ref = self.add_input("input", shape, dtype)
         for entry in body:
             ref = self.add_layer(entry, [ref], False, f"{entry['config']['name']}:0")
@@ -132,36 +141,53 @@ class _Builder:
         return self.plan
 
     def functional(self, layers, config):
-        by_name = {entry.get("name", entry["config"].get("name")): entry for entry in layers}
+        by_name = {entry.get("name", entry["config"]["name"]): entry for entry in layers}
         for entry in layers:
             if entry.get("class_name") == "InputLayer":
-                shape, dtype = _input_shape(entry["config"], [], {}, {})
+                shape, dtype = self.reader.input_shape(entry["config"], [], {}, {})
                 self.add_input(f"{entry['config']['name']}:0", shape, dtype)
-        pending = [(name, index, node) for name, entry in by_name.items() if entry.get("class_name") != "InputLayer"
+        pending = [(name, index, self.node_inputs(name, index, node)) for name, entry in by_name.items()
+                   if entry.get("class_name") != "InputLayer"
                    for index, node in enumerate(entry.get("inbound_nodes", []))]
         while pending:
             waiting = []
-            for name, index, node in pending:
-                refs, list_input = _node_inputs(node)
+            for name, index, (refs, list_input) in pending:
                 if all(ref in self.tensors for ref in refs):
                     self.add_layer(by_name[name], refs, list_input, f"{name}:{index}")
                 else:
-                    waiting.append((name, index, node))
+                    waiting.append((name, index, (refs, list_input)))
             if len(waiting) == len(pending):
                 missing = sorted({f"{n}:{i}" for n, i, _ in waiting})
-                raise ModelFileError(f"the model graph is inconsistent: nodes {missing} wait for tensors no layer "
-                                     "produces")
+                raise ModelFileError(f"{self.reader.source}: the model graph is inconsistent: nodes {missing} wait "
+                                     "for tensors no layer produces")
             pending = waiting
-        self.plan.outputs = [_ref(r) for r in _tensor_list(config["output_layers"])]
-        wanted = [_ref(r) for r in _tensor_list(config["input_layers"])]
+        self.plan.outputs = self.graph_refs(config.get("output_layers"), "config.output_layers")
+        wanted = self.graph_refs(config.get("input_layers"), "config.input_layers")
+        missing = [ref for ref in self.plan.outputs if ref not in self.tensors]
+        if missing:
+            raise ModelFileError(f"{self.reader.source}: config.output_layers names {missing}, which no layer "
+                                 "produces")
         self.plan.inputs.sort(key=lambda entry: wanted.index(entry[0]) if entry[0] in wanted else len(wanted))
         self.raise_problems()
         return self.plan
 
+    def node_inputs(self, name, index, node):
+        try:
+            return self.reader.node_inputs(node, f"layer '{name}' inbound_nodes[{index}]")
+        except UnsupportedConfig as error:
+            raise UnsupportedKerasLayersError(f"{self.reader.source}: layer '{name}': {error} is not supported") \
+                from error
+
+    def graph_refs(self, value, where):
+        try:
+            return self.reader.tensor_refs(value, where)
+        except UnsupportedConfig as error:
+            raise UnsupportedKerasLayersError(f"{self.reader.source}: {where}: {error} is not supported") from error
+
     def raise_problems(self):
         if self.problems:
-            raise UnsupportedKerasLayersError(f"{len(self.problems)} layer(s) cannot be loaded:\n- "
-                                              + "\n- ".join(self.problems))
+            raise UnsupportedKerasLayersError(f"{self.reader.source}: {len(self.problems)} layer(s) cannot be "
+                                              "loaded:\n- " + "\n- ".join(self.problems))
 
     # --- one tensor / one layer -------------------------------------------------------
     def add_input(self, ref, shape, dtype):
@@ -187,14 +213,18 @@ class _Builder:
             self.problems.append(f"'{name}' ({class_name}) merges tensors of different layouts; load the model "
                                  "with data_format='channels_last'")
             return self.placeholder(out_ref, shapes[0])
+        shape = shapes if list_input else shapes[0]
         try:
             modules, out_layout = spec.build(config, layout, shapes[0], keras2=self.keras2)
-        except (UnsupportedConfig, KeyError) as error:
+            for module in modules:
+                shape = build_module(module, shape)
+        except UnsupportedConfig as error:
             self.problems.append(f"'{name}' ({class_name}): {error} is not supported")
             return self.placeholder(out_ref, shapes[0])
-        shape = shapes if list_input else shapes[0]
-        for module in modules:
-            shape = build_module(module, shape)
+        except LAYER_CONFIG_ERRORS as error:
+            raise ModelFileError(f"{self.reader.source}: layer '{name}' ({class_name}) cannot be built from its "
+                                 f"config for input shape {shapes if list_input else shapes[0]} "
+                                 f"({type(error).__name__}: {error})") from error
         self.tensors[out_ref] = (shape, out_layout)
         self.plan.steps.append(_Step(refs, modules, out_ref, list_input, entry, layout, shapes[0]))
         return out_ref
@@ -202,7 +232,8 @@ class _Builder:
     def add_custom(self, factory, entry, refs, list_input, out_ref):
         refs = [self.convert_layout(ref, (KERAS,)) for ref in refs]
         shapes = [self.tensors[ref][0] for ref in refs]
-        module = factory(entry["config"], self.weights.get(entry["config"]["name"], []))
+        with torch.device(self.device):  # the user's module is built for real, with its weights
+            module = factory(entry["config"], self.weights.get(entry["config"]["name"], []))
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"custom_layers factory for '{entry['config']['name']}' returned "
                             f"{type(module).__name__}, expected a torch.nn.Module")
@@ -244,62 +275,6 @@ def _layout_key(layout):
     return "flat" if is_flat(layout) else layout
 
 
-def _input_shape(input_config, body, config, model_config):
-    """Shape (no batch axis, None -> UNKNOWN_DIM) and dtype of a model input, from whichever
-    spelling the file uses: `batch_shape` (Keras 3), `batch_input_shape` (tf.keras 2)."""
-    candidates = [input_config or {}] + [body[0]["config"] if body else {}]
-    batch_shape = None
-    for candidate in candidates:
-        batch_shape = candidate.get("batch_shape") or candidate.get("batch_input_shape")
-        if batch_shape:
-            dtype = candidate.get("dtype", "float32")
-            break
-    if not batch_shape:
-        batch_shape = config.get("build_input_shape") or (model_config.get("build_config") or {}).get("input_shape")
-        dtype = "float32"
-    if not batch_shape:
-        raise ModelFileError("the model config gives no input shape (no InputLayer, batch_shape or "
-                             "batch_input_shape): it was saved before being built")
-    if isinstance(dtype, dict):
-        dtype = dtype.get("config", {}).get("name", "float32")
-    return tuple(UNKNOWN_DIM if d is None else int(d) for d in batch_shape[1:]), str(dtype)
-
-
-def _node_inputs(node):
-    """(input refs, whether the layer takes a list) of one inbound node, in either format."""
-    if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
-        args = node.get("args", [])
-        refs = [_ref(t["config"]["keras_history"]) for t in _keras_tensors(args)]
-        if _keras_tensors(node.get("kwargs", {})):
-            raise UnsupportedConfig("tensor keyword arguments (mask, initial_state) in the graph")
-        return refs, bool(args) and isinstance(args[0], (list, tuple))
-    refs = [_ref(entry[:3]) for entry in node]  # tf.keras 2: [[name, node, tensor, kwargs], ...]
-    return refs, len(refs) > 1
-
-
-def _keras_tensors(value):
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            return [value]
-        return [t for v in value.values() for t in _keras_tensors(v)]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _keras_tensors(v)]
-    return []
-
-
-def _tensor_list(value):
-    if isinstance(value, dict):
-        return list(value.values())
-    return [value] if value and isinstance(value[0], str) else list(value)
-
-
-def _ref(history):
-    name, node_index, tensor_index = history[:3]
-    if tensor_index:
-        raise UnsupportedConfig(f"layer '{name}' with several outputs")
-    return f"{name}:{node_index}"
-
-
 # --- weights ---------------------------------------------------------------------------
 def _weights_by_layer(keras_file, layers, sequential):
     """Keras arrays per layer name. Keras 3 zips name each layer's group; files from older
@@ -315,8 +290,11 @@ def _weights_by_layer(keras_file, layers, sequential):
     return out
 
 
-def _load_weights(plan, weights, path):
-    problems, loaded = [], set()
+def _load_weights(plan, weights, path, device):
+    """Check every layer's arrays against its parameters (still on the meta device), then
+    allocate the parameters on `device` and copy the arrays in: nothing sized by the config
+    is allocated unless the file holds the arrays to fill it."""
+    problems, loaded, fitted = [], set(), []
     for step in plan.steps:
         if step.keras_layer is None or step.custom:
             continue
@@ -324,31 +302,17 @@ def _load_weights(plan, weights, path):
         if name in loaded:
             continue  # a shared layer, called more than once
         loaded.add(name)
-        arrays = weights.get(name, [])
-        module, convert = step.modules[0], KERAS_LAYERS[class_name].weights
-        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-        if convert is None or not expected:
-            if arrays:
-                problems.append(f"'{name}' ({class_name}): the file has {len(arrays)} arrays for a layer without "
-                                "weights")
-            continue
-        try:
-            converted = convert(arrays, step.keras_layer["config"], step.weights_layout, step.weights_shape)
-        except (IndexError, ValueError) as error:
-            converted, error_text = {}, str(error)
-            problems.append(f"'{name}' ({class_name}): file arrays {[a.shape for a in arrays]} do not fit "
-                            f"({error_text})")
-            continue
-        got = {k: tuple(np.shape(v)) for k, v in converted.items()}
-        if got != expected:
-            problems.append(f"'{name}' ({class_name}): file arrays {[tuple(a.shape) for a in arrays]} give "
-                            f"{got}, the model expects {expected}")
-            continue
-        with torch.no_grad():
-            for key, value in converted.items():
-                module.state_dict()[key].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+        arrays, module = weights.get(name, []), step.modules[0]
+        converted, problem = convert_weights(class_name, arrays, module, step.keras_layer["config"],
+                                             step.weights_layout, step.weights_shape)
+        if problem:
+            problems.append(f"'{name}' ({class_name}): {problem}")
+        elif converted:
+            fitted.append((module, converted))
     if problems:
         raise ModelFileError(f"{path}: the weights do not match the architecture:\n- " + "\n- ".join(problems))
+    for module, converted in fitted:
+        copy_weights(module, converted, device)
 
 
 # --- the model ---------------------------------------------------------------------------

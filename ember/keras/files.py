@@ -10,15 +10,16 @@ Three layouts exist (see docs/architecture.md, "Keras files"):
   `save_weights` `.h5` files (the `layer_names` layout at the root).
 Nothing here executes code from the file: JSON is parsed, arrays are read.
 """
-import json
 import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ember.container import parse_json_object
 from ember.deploy.saving import ModelFileError
 from ember.keras.archive import ZIP_ERRORS, read_members
 from ember.keras.hdf5 import H5File
+from ember.keras.model_config import describe
 
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -79,24 +80,15 @@ def read_keras_file(path) -> KerasFile:
 
 def _read_keras_zip(path):
     members = read_members(path, ("config.json", "model.weights.h5"), ("metadata.json",))
-    config = _json(members["config.json"], f"{path}: config.json")
-    metadata = _json(members.get("metadata.json", b"{}"), f"{path}: metadata.json")
-    if not isinstance(metadata, dict):
-        raise ModelFileError(f"{path}: metadata.json must be a JSON object, found {type(metadata).__name__}")
+    config = parse_json_object(members["config.json"], path, "config.json", ModelFileError)
+    metadata = parse_json_object(members.get("metadata.json", b"{}"), path, "metadata.json", ModelFileError)
     version = metadata.get("keras_version", "3")
     if not isinstance(version, str):
         raise ModelFileError(f"{path}: metadata.json's keras_version must be a string such as \"3.15.1\", found "
-                             f"{type(version).__name__} {version!r:.60}")
+                             f"{describe(version)}")
     with H5File(members["model.weights.h5"], f"model.weights.h5 inside {path}") as h5:
         weights = _read_keras3_weights(h5)
     return KerasFile(str(path), "keras", config, version, weights)
-
-
-def _json(data, what):
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, too deep
-        raise ModelFileError(f"{what} is not valid JSON ({type(error).__name__}: {error})") from error
 
 
 def _read_h5(path, data):
@@ -104,8 +96,10 @@ def _read_h5(path, data):
         version = h5.text(h5.root, "keras_version") or ""
         model_config = h5.text(h5.root, "model_config")
         if model_config is not None:
-            config = _json(model_config, f"{path}: attribute model_config")
-            return KerasFile(str(path), "h5", config, version, _read_legacy_weights(h5, h5.group(h5.root, "model_weights")))
+            config = parse_json_object(model_config.encode("utf-8", "replace"), path, "attribute model_config",
+                                       ModelFileError)
+            weights = _read_legacy_weights(h5, h5.group(h5.root, "model_weights"))
+            return KerasFile(str(path), "h5", config, version, weights)
         if h5.attribute(h5.root, "layer_names") is not None:
             return KerasFile(str(path), "weights", None, version, _read_legacy_weights(h5, h5.root))
         if h5.has(h5.root, "layers"):

@@ -6,6 +6,9 @@ which tensor comes out. Being JSON, it is what `model.save()` records and `ember
 rebuilds: a converted functional model is saved and loaded like any ember model (unless
 it holds user-supplied modules for custom layers, which JSON cannot describe).
 """
+import itertools
+
+import torch
 from torch import nn
 
 from ember.define import layers as layer_module
@@ -61,4 +64,9 @@ def build_module(module, shape):
     """Build `module` for inputs of `shape` (a list of shapes for merge layers); its output shape."""
     if isinstance(module, Layer):
         return tuple(module.build_for(shape))
-    return infer_output_shape(module, shape)
+    # A plain torch module (a user's replacement of a custom layer) is already built: its
+    # shape is inferred on the device of its parameters, whatever the default device is
+    # (from_keras builds its own layers on the meta device).
+    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+    with torch.device(tensor.device if tensor is not None else torch.get_default_device()):
+        return infer_output_shape(module, shape)

@@ -12,6 +12,7 @@ features, in C,H,W order instead of Keras' H,W,C).
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ember.define import layers as L
 from ember.define.activations import ACTIVATIONS
@@ -116,9 +117,14 @@ def _with_bias(out, arrays, index):
     return out
 
 
-def _chw_order(keras_shape):
-    """Index map: position i of a channels-first flatten holds Keras' flat feature order[i]."""
-    return np.arange(int(np.prod(keras_shape))).reshape(keras_shape).transpose(
+def _chw_order(keras_shape, rows):
+    """Index map: position i of a channels-first flatten holds Keras' flat feature order[i].
+    `rows`, the length of the file's array, is checked first: the shape comes from the
+    config, which may ask for any size."""
+    size = int(np.prod(keras_shape, dtype=object))
+    if size != rows:
+        raise ValueError(f"{rows} rows, expected {size} features from a flatten of {tuple(keras_shape)}")
+    return np.arange(size).reshape(keras_shape).transpose(
         (len(keras_shape) - 1,) + tuple(range(len(keras_shape) - 1))).reshape(-1)
 
 
@@ -131,7 +137,7 @@ def _build_dense(config, layout, shape, keras2=False):
 def _dense_weights(arrays, config, layout, shape):
     kernel = arrays[0]
     if is_flat(layout):
-        kernel = kernel[_chw_order(layout[1])]  # rows from Keras' H,W,C order to ember's C,H,W
+        kernel = kernel[_chw_order(layout[1], len(kernel))]  # rows from Keras' H,W,C order to ember's C,H,W
     return _with_bias({"weight": kernel.T}, arrays, 1)
 
 
@@ -187,7 +193,7 @@ def _batch_norm_weights(arrays, config, layout, shape):
     names = (["weight"] if config.get("scale", True) else []) + (["bias"] if config.get("center", True) else [])
     out = dict(zip(names + ["running_mean", "running_var"], arrays))
     if is_flat(layout):
-        order = _chw_order(layout[1])
+        order = _chw_order(layout[1], min((len(v) for v in out.values()), default=0))
         out = {k: v[order] for k, v in out.items()}
     return out
 
@@ -389,3 +395,34 @@ for _alias, _name in {"Convolution2D": "Conv2D", "Convolution1D": "Conv1D", "Max
                       "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalAvgPool1D": "GlobalAveragePooling1D",
                       "GlobalMaxPool2D": "GlobalMaxPooling2D", "GlobalMaxPool1D": "GlobalMaxPooling1D"}.items():
     KERAS_LAYERS[_alias] = KERAS_LAYERS[_name]
+
+
+def convert_weights(class_name, arrays, module, config, layout, shape):
+    """(arrays by parameter name in torch's layout, None), or (None, the reason they do not fit):
+    a file's arrays for one layer, converted and checked against `module`'s state (its shapes
+    only: the module may still be on the meta device). (None, None) for a layer without weights."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    convert = KERAS_LAYERS[class_name].weights
+    if not expected:
+        return None, (f"the file has {len(arrays)} arrays for a layer without weights" if arrays else None)
+    if not arrays:
+        return None, f"no weights in the file for a layer with {expected}"
+    try:
+        converted = convert(arrays, config, layout, shape)
+    except (IndexError, ValueError, TypeError) as error:
+        return None, f"file arrays {[tuple(a.shape) for a in arrays]} do not fit ({error})"
+    got = {k: tuple(np.shape(v)) for k, v in converted.items()}
+    if got != expected:
+        return None, f"file arrays {[tuple(a.shape) for a in arrays]} give {got}, the layer expects {expected}"
+    return converted, None
+
+
+def copy_weights(module, converted, device=None):
+    """Copy converted arrays into `module`'s state, first allocating on `device` the
+    parameters from_keras built on the meta device."""
+    if any(tensor.is_meta for tensor in module.state_dict().values()):
+        module.to_empty(device=device)
+    with torch.no_grad():
+        state = module.state_dict()
+        for key, value in converted.items():
+            state[key].copy_(torch.from_numpy(np.ascontiguousarray(value)))

@@ -123,3 +123,17 @@ def peak_memory_of(call):
     except Exception as error:  # noqa: BLE001 - the caller judges what was raised
         outcome = error
     return outcome, (resident_kib("VmHWM") - before) * 1024
+
+
+def keras_tensor(layer_name):
+    """A Keras 3 node argument: the output of `layer_name`'s first call."""
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": [None, 4], "dtype": "float32", "keras_history": [layer_name, 0, 0]}}
+
+
+def functional_dense_config():
+    """Input(4) -> Dense(3) as a Keras 3 functional model: the graph spelled out in nodes."""
+    dense = dict(DENSE, name="dense", inbound_nodes=[{"args": [keras_tensor("input_layer")], "kwargs": {}}])
+    return {"class_name": "Functional", "config": {
+        "name": "functional", "layers": [dict(INPUT, name="input_layer", inbound_nodes=[]), dense],
+        "input_layers": [["input_layer", 0, 0]], "output_layers": [["dense", 0, 0]]}}

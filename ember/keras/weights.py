@@ -5,14 +5,13 @@ itself matches them: each layer by the group its class name gives (`conv2d`, `co
 ...), in the model's layer order. Legacy `.h5` files are matched by order: the n-th layer
 with weights in the file goes to the n-th ember layer with weights.
 """
-import numpy as np
 import torch
 
 from ember.define import layers as L
 from ember.define.layers.base import ImageLayer, Layer
 from ember.deploy.saving import ModelFileError
 from ember.keras.files import keras3_weight_path, read_keras_file
-from ember.keras.layers import KERAS, KERAS_LAYERS
+from ember.keras.layers import KERAS, KERAS_LAYERS, convert_weights, copy_weights
 
 # ember layer class -> the Keras class name its weights are stored under
 _KERAS_NAME = {}
@@ -82,26 +81,12 @@ def _keras_class(module):
 
 
 def _copy(module, layout, arrays):
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    if not arrays:
-        return f"no weights in the file for a layer with {expected}"
-    spec = KERAS_LAYERS[_keras_class(module)]
-    if spec.weights is None:
-        return f"the file has {len(arrays)} arrays for a layer without weights"
     config = {"scale": getattr(module, "scale", True), "center": getattr(module, "center", True),
               "reset_after": getattr(module, "reset_after", True)}
-    try:
-        converted = spec.weights(arrays, config, layout, None)
-    except (IndexError, ValueError) as error:
-        return f"file arrays {[a.shape for a in arrays]} do not fit ({error})"
-    got = {k: tuple(np.shape(v)) for k, v in converted.items()}
-    if got != expected:
-        return f"file arrays {[tuple(a.shape) for a in arrays]} give {got}, the layer expects {expected}"
-    with torch.no_grad():
-        state = module.state_dict()
-        for key, value in converted.items():
-            state[key].copy_(torch.from_numpy(np.ascontiguousarray(value)))
-    return None
+    converted, problem = convert_weights(_keras_class(module), arrays, module, config, layout, None)
+    if converted:
+        copy_weights(module, converted)
+    return problem
 
 
 def _describe(module):
