@@ -54,7 +54,7 @@ class Batcher:
         self._run = run  # dict of arrays -> dict of arrays, thread-safe
         self.options = options
         self._on_batch = on_batch or (lambda rows: None)
-        self._capacity = options.max_enqueued_batches * options.max_batch_size
+        self.capacity = options.max_enqueued_batches * options.max_batch_size
         self._executor = ThreadPoolExecutor(options.num_batch_threads, thread_name_prefix="ember-batch")
         self._pending = collections.deque()
         self.queued_rows = 0
@@ -64,8 +64,8 @@ class Batcher:
         """Run `inputs` (arrays sharing a first dimension of `rows`) and return this request's outputs."""
         if self._loop is None:
             self._bind()
-        if self.queued_rows + rows > self._capacity and self.queued_rows:
-            raise QueueFull(f"the queue is full ({self.queued_rows} rows waiting, at most {self._capacity}); "
+        if self.queued_rows + rows > self.capacity and self.queued_rows:
+            raise QueueFull(f"the queue is full ({self.queued_rows} rows waiting, at most {self.capacity}); "
                             f"retry later")
         future = self._loop.create_future()
         self._pending.append(_Request(inputs, rows, future))

@@ -1,11 +1,17 @@
 """The data plane both protocols share: find the model version, check inputs against its signature,
 run them through its batcher, count everything. Routes decode and encode; nothing here knows HTTP."""
+import logging
 import time
 
 import numpy as np
 
 from ember.serve.batching import QueueFull
-from ember.serve.errors import BadRequest, ServeError, Unavailable
+from ember.serve.errors import BadRequest, InternalError, ServeError, Unavailable, last_line
+from ember.serve.offload import decode_off_loop
+from ember.serve.runtime import InputRejected
+from ember.serve.untrusted import decimal_int
+
+log = logging.getLogger("ember.serve")
 
 # Which numpy kinds a request's values may have for each kind the model takes (JSON numbers are
 # int64/float64/bool; binary tensors must match exactly, which the v2 route checks).
@@ -17,9 +23,10 @@ def parse_version(version: str | None) -> int | None:
     take "+1", " 1", "1_0" as 1, 1 and 10)."""
     if version is None:
         return None
-    if not (version.isascii() and version.isdigit()):
+    number = decimal_int(version)
+    if number is None:
         raise BadRequest(f"a model version is a non-negative integer (digits only), got {version!r}")
-    return int(version)
+    return number
 
 
 class DataPlane:
@@ -62,7 +69,18 @@ class DataPlane:
                              f"only by text classifiers exported with a tokenizer")
         if not texts or not all(isinstance(t, str) for t in texts):
             raise BadRequest("expected a non-empty list of strings")
-        return served.text.decode(await self.infer(served, served.text.encode(texts), protocol))
+        self.check_text_rows(served, len(texts))
+        inputs = await decode_off_loop(sum(map(len, texts)), served.text.encode, texts)
+        return served.text.decode(await self.infer(served, inputs, protocol))
+
+    @staticmethod
+    def check_text_rows(served, rows: int):
+        """Tokenizing pads every string to the longest (up to the tokenizer's max_length): a request of
+        millions of one-character strings would take gigabytes. A request carries at most the rows its
+        model's queue holds."""
+        if rows > served.batcher.capacity:
+            raise BadRequest(f"model {served.name!r}: expected at most {served.batcher.capacity} strings per "
+                             f"request (max_enqueued_batches x max_batch_size), got {rows}")
 
     async def _run(self, served, arrays: dict, rows: int) -> dict:
         try:
@@ -71,32 +89,45 @@ class DataPlane:
             raise Unavailable(f"model {served.name!r} version {served.version}: {error}") from None
         except ServeError:
             raise
-        except Exception as error:  # the runtime refused inputs that match the signature
-            raise BadRequest(f"model {served.name!r} could not run on this input: "
-                             f"{str(error).strip().splitlines()[-1][:500]}") from None
+        except InputRejected as error:  # the runtime refused this input's values (e.g. a token id out of range)
+            raise BadRequest(f"model {served.name!r} could not run on this input: {error}") from None
+        except Exception as error:  # the model failed on an input it was checked to take at load: ours to fix
+            message = f"model {served.name!r} version {served.version} failed: {last_line(error)}"
+            log.error("%s (%s)", message, type(error).__name__)
+            raise InternalError(message) from None
 
-    def _conform(self, served, inputs: dict) -> tuple:
+    def check_layout(self, served, layouts: dict) -> int:
+        """What needs no values, on {input name: (dtype, shape)}: names, dtype kinds, ranks, fixed dimensions,
+        rows. Returns the number of rows. A protocol that declares dtypes and shapes (v2) calls it before
+        decoding a single value, so a wrong request costs nothing; `infer` calls it again on the arrays."""
         signature = served.signature
-        missing = [n for n in signature.input_names if n not in inputs]
-        unknown = [n for n in inputs if n not in signature.input_names]
+        missing = [n for n in signature.input_names if n not in layouts]
+        unknown = [n for n in layouts if n not in signature.input_names]
         if missing or unknown:
             raise BadRequest(f"model {served.name!r} takes inputs {self._expected(served)}; "
                              f"missing {missing}, unknown {unknown}")
-        arrays, rows = {}, None
+        rows = None
         for spec in signature.inputs:
-            array = inputs[spec.name]
-            if array.dtype.kind not in _ACCEPTED_KINDS.get(spec.dtype.kind, spec.dtype.kind):
-                raise BadRequest(f"input {spec.name!r}: expected {spec.dtype.name} values, got {array.dtype.name}"
-                                 + (" (non-numeric or ragged data)" if array.dtype.kind in "OUS" else ""))
-            if array.ndim != len(spec.shape) or any(e not in (-1, d) for e, d in zip(spec.shape, array.shape)):
+            dtype, shape = layouts[spec.name]
+            if dtype.kind not in _ACCEPTED_KINDS.get(spec.dtype.kind, spec.dtype.kind):
+                raise BadRequest(f"input {spec.name!r}: expected {spec.dtype.name} values, got {dtype.name}"
+                                 + (" (non-numeric or ragged data)" if dtype.kind in "OUS" else ""))
+            if len(shape) != len(spec.shape) or any(e not in (-1, d) for e, d in zip(spec.shape, shape)):
                 raise BadRequest(f"input {spec.name!r}: expected shape {list(spec.shape)} (-1: any size), "
-                                 f"got {list(array.shape)}")
-            if array.shape[0] == 0:
+                                 f"got {list(shape)}")
+            if shape[0] == 0:
                 raise BadRequest(f"input {spec.name!r}: expected at least one row, got none")
-            if rows is not None and array.shape[0] != rows:
-                raise BadRequest(f"inputs must have the same number of rows: {rows} and {array.shape[0]} "
+            if rows is not None and shape[0] != rows:
+                raise BadRequest(f"inputs must have the same number of rows: {rows} and {shape[0]} "
                                  f"({spec.name!r})")
-            rows = array.shape[0]
+            rows = shape[0]
+        return rows
+
+    def _conform(self, served, inputs: dict) -> tuple:
+        rows = self.check_layout(served, {name: (array.dtype, array.shape) for name, array in inputs.items()})
+        arrays = {}
+        for spec in served.signature.inputs:
+            array = inputs[spec.name]
             if array.dtype != spec.dtype:
                 with np.errstate(over="ignore"):
                     array = array.astype(spec.dtype)

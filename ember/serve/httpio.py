@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ember.serve.errors import BadRequest, PayloadTooLarge, ServeError
+from ember.serve.untrusted import decimal_int
 
 JSON = "application/json"
 log = logging.getLogger("ember.serve")
@@ -15,9 +16,13 @@ log = logging.getLogger("ember.serve")
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, or 413 once it is known to exceed `limit` bytes (before reading it when declared)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes "
-                              f"(max_body_bytes in the config file)")
+    if declared is not None:
+        size = decimal_int(declared)
+        if size is None:  # the HTTP parser refuses these; an ASGI caller in the same process might not
+            raise BadRequest(f"Content-Length: expected the body's size in bytes, got {declared[:40]!r}")
+        if size > limit:
+            raise PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit} bytes "
+                                  f"(max_body_bytes in the config file)")
     if request.headers.get("content-encoding", "identity") != "identity":
         raise BadRequest(f"unsupported Content-Encoding {request.headers['content-encoding']!r}: "
                          f"expected an uncompressed body")

@@ -16,6 +16,7 @@ from ember.serve.errors import NotFound
 from ember.serve.runtime import load_runtime
 from ember.serve.signature import load_signature
 from ember.serve.text import TextClassifierIO
+from ember.serve.untrusted import decimal_int
 
 log = logging.getLogger("ember.serve")
 _UNLOAD_GRACE_SECONDS = 30.0  # requests already holding a removed version finish on it
@@ -133,7 +134,9 @@ class ModelRepository:
             return {self.path.resolve().name: {1: self.path}}
         found = {}
         for model_dir in sorted(p for p in self.path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            versions = {int(v.name): v for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit()}
+            # decimal_int: str.isdigit() also takes "²", which int() refuses (and the scan would fail)
+            versions = {decimal_int(v.name): v for v in model_dir.iterdir()
+                        if v.is_dir() and decimal_int(v.name) is not None}
             if versions:
                 found[model_dir.name] = versions
         return found

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 
 from ember.serve.errors import BadRequest
 from ember.serve.httpio import ERROR_RESPONSES, json_array, json_response, parse_json, read_body
+from ember.serve.offload import decode_off_loop
 
 SIGNATURE_NAME = "serving_default"
 _TF_DTYPES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "float16": "DT_HALF", "int64": "DT_INT64",
@@ -43,8 +44,9 @@ def router(dataplane, max_body_bytes: int) -> APIRouter:
         return _metadata(dataplane.model(name, version=version))
 
     async def predict(request: Request, served):
-        body = parse_json(await read_body(request, max_body_bytes), 'an object with "instances" or "inputs"')
-        return json_response(await _predict(dataplane, served, body))
+        body = await read_body(request, max_body_bytes)
+        layout, inputs = await decode_off_loop(len(body), _decode, served, body)
+        return json_response(await _predict(dataplane, served, layout, inputs))
 
     @api.post("/v1/models/{name}:predict", summary="Predict with the default version", openapi_extra=_PREDICT_BODY)
     async def predict_default(name: str, request: Request):
@@ -63,33 +65,43 @@ def router(dataplane, max_body_bytes: int) -> APIRouter:
     return api
 
 
-async def _predict(dataplane, served, body) -> dict:
-    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+def _decode(served, body: bytes) -> tuple:
+    """("instances" or "inputs", the inputs): {name: array}, or a list of raw strings for a text classifier."""
+    payload = parse_json(body, 'an object with "instances" or "inputs"')
+    if not isinstance(payload, dict) or ("instances" in payload) == ("inputs" in payload):
         raise BadRequest('expected a JSON object with exactly one of "instances" (a list of rows) or '
                          '"inputs" (columns)')
-    signature_name = body.get("signature_name", SIGNATURE_NAME)
+    signature_name = payload.get("signature_name", SIGNATURE_NAME)
     if signature_name not in (SIGNATURE_NAME, ""):
         raise BadRequest(f"unknown signature_name {signature_name!r}: expected {SIGNATURE_NAME!r}")
-    names = served.signature.output_names
-    if "instances" in body:
-        instances = body["instances"]
+    if "instances" in payload:
+        instances = payload["instances"]
         if not isinstance(instances, list) or not instances:
             raise BadRequest('"instances": expected a non-empty list of rows')
         if isinstance(instances[0], str):
-            result = await dataplane.classify_text(served, instances, "v1")
+            return "instances", instances
+        return "instances", _rows(instances, served.signature.input_names)
+    columns = payload["inputs"]
+    if isinstance(columns, list) and columns and isinstance(columns[0], str):
+        return "inputs", columns
+    return "inputs", _columns(columns, served.signature.input_names)
+
+
+async def _predict(dataplane, served, layout: str, inputs) -> dict:
+    if isinstance(inputs, list):  # raw strings
+        result = await dataplane.classify_text(served, inputs, "v1")
+        if layout == "instances":
             return {"predictions": [{"label": label, "probabilities": row}
                                     for label, row in zip(result["label"].tolist(), result["probabilities"])]}
-        outputs = await dataplane.infer(served, _rows(instances, served.signature.input_names), "v1")
-        if len(names) == 1:
-            return {"predictions": outputs[names[0]]}
-        rows = len(outputs[names[0]])
-        return {"predictions": [{name: outputs[name][i] for name in names} for i in range(rows)]}
-    columns = body["inputs"]
-    if isinstance(columns, list) and columns and isinstance(columns[0], str):
-        result = await dataplane.classify_text(served, columns, "v1")
         return {"outputs": {"label": result["label"].tolist(), "probabilities": result["probabilities"]}}
-    outputs = await dataplane.infer(served, _columns(columns, served.signature.input_names), "v1")
-    return {"outputs": outputs[names[0]] if len(names) == 1 else outputs}
+    outputs = await dataplane.infer(served, inputs, "v1")
+    names = served.signature.output_names
+    if layout == "inputs":
+        return {"outputs": outputs[names[0]] if len(names) == 1 else outputs}
+    if len(names) == 1:
+        return {"predictions": outputs[names[0]]}
+    rows = len(outputs[names[0]])
+    return {"predictions": [{name: outputs[name][i] for name in names} for i in range(rows)]}
 
 
 def _rows(instances: list, input_names: list) -> dict:

@@ -7,6 +7,7 @@ elements as a 4-byte length then the bytes). Outputs come back the same way when
 """
 import math
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
@@ -15,7 +16,9 @@ from starlette.responses import Response
 
 from ember.serve.errors import BadRequest
 from ember.serve.httpio import ERROR_RESPONSES, json_array, json_response, parse_json, read_body
+from ember.serve.offload import decode_off_loop
 from ember.serve.signature import NUMPY_TO_V2, V2_DATATYPES
+from ember.serve.untrusted import decimal_int, is_int, tensor_shape
 
 _HEADER_LENGTH = "inference-header-content-length"
 _TENSOR = {"type": "object", "required": ["name", "shape", "datatype"],
@@ -76,60 +79,104 @@ def router(dataplane, max_body_bytes: int) -> APIRouter:
 
 async def _infer(dataplane, served, request: Request, max_body_bytes: int) -> Response:
     body = await read_body(request, max_body_bytes)
-    header_length = request.headers.get(_HEADER_LENGTH)
-    if header_length is None:
-        header, binary = body, memoryview(b"")
-    else:
-        if not header_length.isdigit() or int(header_length) > len(body):
-            raise BadRequest(f"Inference-Header-Content-Length: expected the JSON header's size in bytes "
-                             f"(at most the body's {len(body)}), got {header_length!r}")
-        header, binary = memoryview(body)[:int(header_length)], memoryview(body)[int(header_length):]
-    payload = parse_json(header, 'an object {"inputs": [{"name", "shape", "datatype", "data"}]}')
-    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
-        raise BadRequest('expected a JSON object with "inputs": a non-empty list of {name, shape, datatype, data}')
-    inputs = _decode_inputs(payload["inputs"], binary)
-    if served.text is not None and len(inputs) == 1 and next(iter(inputs.values())).dtype == object:
-        outputs = await dataplane.classify_text(served, next(iter(inputs.values())).tolist(), "v2")
+    payload, inputs, texts = await decode_off_loop(len(body), _decode_request, dataplane, served, body,
+                                                   request.headers.get(_HEADER_LENGTH))
+    if texts is not None:
+        outputs = await dataplane.classify_text(served, texts, "v2")
     else:
         outputs = await dataplane.infer(served, inputs, "v2")
     return _encode_outputs(served, payload, outputs)
 
 
-def _decode_inputs(entries: list, binary: memoryview) -> dict:
+@dataclass(frozen=True)
+class _Declared:
+    """One entry of "inputs" as the client declared it, checked before any of its values is read."""
+    name: str
+    datatype: str
+    dtype: np.dtype
+    shape: tuple
+    entry: dict
+
+
+def _decode_request(dataplane, served, body: bytes, header_length: str | None) -> tuple:
+    """(payload, {name: array}, None), or (payload, None, strings) for raw text to a text classifier.
+    Every declared name, datatype and shape is checked against the signature before a value is decoded."""
+    if header_length is None:
+        header, binary = body, memoryview(b"")
+    else:
+        size = decimal_int(header_length)
+        if size is None or size > len(body):
+            raise BadRequest(f"Inference-Header-Content-Length: expected the JSON header's size in bytes "
+                             f"(at most the body's {len(body)}), got {header_length[:40]!r}")
+        header, binary = memoryview(body)[:size], memoryview(body)[size:]
+    payload = parse_json(header, 'an object {"inputs": [{"name", "shape", "datatype", "data"}]}')
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
+        raise BadRequest('expected a JSON object with "inputs": a non-empty list of {name, shape, datatype, data}')
+    declared = [_declare(entry, len(body)) for entry in payload["inputs"]]
+    names = [d.name for d in declared]
+    if len(set(names)) != len(names):
+        raise BadRequest(f"each input may appear once; got {sorted({n for n in names if names.count(n) > 1})} twice")
+    if served.text is not None and len(declared) == 1 and declared[0].datatype == "BYTES":
+        text = declared[0]
+        if len(text.shape) != 1:
+            raise BadRequest(f"input {text.name!r}: raw strings for a text classifier: expected shape [n], "
+                             f"got {list(text.shape)}")
+        dataplane.check_text_rows(served, text.shape[0])
+        return payload, None, _decode_values(declared, binary)[text.name].tolist()
+    _check_bytes_inputs(served, declared)
+    dataplane.check_layout(served, {d.name: (d.dtype, d.shape) for d in declared})
+    return payload, _decode_values(declared, binary), None
+
+
+def _declare(entry, max_elements: int) -> _Declared:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise BadRequest('each input must be an object with "name", "shape", "datatype" and "data"')
+    name, datatype = entry["name"], entry.get("datatype")
+    if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
+        raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}; expected one of {', '.join(V2_DATATYPES)}")
+    # A body of n bytes holds at most n elements (BYTES ones take 4 bytes or more).
+    shape = tensor_shape(entry.get("shape"), f"input {name!r}", max_elements)
+    return _Declared(name, datatype, V2_DATATYPES[datatype], shape, entry)
+
+
+def _check_bytes_inputs(served, declared: list):
+    takes = {spec.name: spec.dtype for spec in served.signature.inputs}
+    for d in declared:
+        if d.datatype == "BYTES" and d.name in takes and takes[d.name] != object:
+            hint = " (raw strings go alone, as one input)" if served.text is not None else \
+                " (strings are accepted only by text classifiers exported with a tokenizer)"
+            raise BadRequest(f"input {d.name!r}: expected {NUMPY_TO_V2.get(takes[d.name], takes[d.name].name)} "
+                             f"values, got BYTES{hint}")
+
+
+def _decode_values(declared: list, binary: memoryview) -> dict:
     arrays, offset = {}, 0
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise BadRequest('each input must be an object with "name", "shape", "datatype" and "data"')
-        name, datatype, shape = entry["name"], entry.get("datatype"), entry.get("shape")
-        if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
-            raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}; expected one of {', '.join(V2_DATATYPES)}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise BadRequest(f"input {name!r}: expected \"shape\" as a list of non-negative integers, got {shape!r}")
-        dtype, count = V2_DATATYPES[datatype], math.prod(shape)
-        size = _parameters(entry).get("binary_data_size")
+    for d in declared:
+        name, dtype, count = d.name, d.dtype, math.prod(d.shape)
+        size = _parameters(d.entry).get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if not is_int(size) or size < 0 or offset + size > len(binary):
                 raise BadRequest(f"input {name!r}: binary_data_size {size!r} does not fit the "
                                  f"{len(binary) - offset} binary bytes left in the body")
             chunk, offset = binary[offset:offset + size], offset + size
             if dtype == object:
-                array = np.array(_unpack_bytes(chunk, name), dtype=object)
+                array = np.array(_unpack_bytes(chunk, name, count), dtype=object)
             elif size != count * dtype.itemsize:
-                raise BadRequest(f"input {name!r}: shape {shape} of {datatype} needs {count * dtype.itemsize} "
-                                 f"bytes, got binary_data_size {size}")
+                raise BadRequest(f"input {name!r}: shape {list(d.shape)} of {d.datatype} needs "
+                                 f"{count * dtype.itemsize} bytes, got binary_data_size {size}")
             else:
                 array = np.frombuffer(chunk, dtype=dtype.newbyteorder("<"))
-        elif "data" in entry:
-            data = entry["data"]
-            array = np.array(data, dtype=object) if dtype == object else json_array(data, name)
+        elif "data" in d.entry:
+            data = d.entry["data"]
+            array = _json_strings(data, name) if dtype == object else json_array(data, name)
             array = array.reshape(-1) if array.ndim != 1 else array
         else:
             raise BadRequest(f"input {name!r}: expected \"data\" or parameters.binary_data_size")
         if array.size != count:
-            raise BadRequest(f"input {name!r}: shape {shape} holds {count} elements, got {array.size}")
+            raise BadRequest(f"input {name!r}: shape {list(d.shape)} holds {count} elements, got {array.size}")
         if dtype == object and not all(isinstance(v, (str, bytes)) for v in array):
             raise BadRequest(f"input {name!r}: BYTES data must be strings")
-        arrays[name] = array.reshape(shape)
+        arrays[name] = array.reshape(d.shape)
     if offset != len(binary):
         raise BadRequest(f"the body has {len(binary) - offset} binary bytes that no input's binary_data_size claims")
     return arrays
@@ -140,9 +187,21 @@ def _parameters(entry: dict) -> dict:
     return parameters if isinstance(parameters, dict) else {}
 
 
-def _unpack_bytes(chunk: memoryview, name: str) -> list:
+def _json_strings(data, name: str) -> np.ndarray:
+    try:
+        return np.array(data, dtype=object)
+    except (ValueError, TypeError) as error:  # nesting deeper than numpy's 64 dimensions
+        raise BadRequest(f"input {name!r}: expected BYTES data as a (nested) list of strings ({error})") from None
+
+
+def _unpack_bytes(chunk: memoryview, name: str, count: int) -> list:
+    """Length-prefixed elements; stops at the declared `count`, so a body of tiny elements costs no more
+    than its shape said."""
     values, position = [], 0
     while position < len(chunk):
+        if len(values) == count:
+            raise BadRequest(f"input {name!r}: binary_data_size holds more than the {count} BYTES elements "
+                             f"its shape declares")
         if position + 4 > len(chunk):
             raise BadRequest(f"input {name!r}: truncated BYTES element length")
         (length,) = struct.unpack_from("<I", chunk, position)

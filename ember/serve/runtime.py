@@ -1,8 +1,28 @@
-"""Runtimes: run an exported model on named numpy arrays. ONNX Runtime for model.onnx, torch for model.pt2."""
+"""Runtimes: run an exported model on named numpy arrays. ONNX Runtime for model.onnx, torch for model.pt2.
+
+Each runtime also says what its model file declares (`inputs`, `outputs`: TensorSpecs, -1 for a dynamic
+dimension), so a version whose file contradicts its signature.json is refused before it goes live
+(version_check.py), and tells a refusal of this input's values (InputRejected: the client's 400) from a
+failure of its own (any other exception: the server's 500).
+"""
 from pathlib import Path
+
+import numpy as np
+
+from ember.serve.errors import last_line
+from ember.serve.signature import TensorSpec
 
 RUNTIMES = ("onnx", "torch")
 _FILES = {"onnx": "model.onnx", "torch": "model.pt2"}
+_ONNX_TYPES = {f"tensor({onnx})": np.dtype(numpy) for onnx, numpy in {
+    "float": "float32", "double": "float64", "float16": "float16", "bool": "bool", "string": "object",
+    **{name: name for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")},
+}.items()}
+
+
+class InputRejected(Exception):
+    """The runtime refused the values of an input that has the signature's names, dtypes and shapes
+    (an index out of an embedding's range, a length over the model's bound): the client's mistake."""
 
 
 class OnnxRuntime:
@@ -12,6 +32,7 @@ class OnnxRuntime:
 
     def __init__(self, path: Path, intra_op_threads: int = 0):
         import onnxruntime as ort
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
@@ -19,9 +40,24 @@ class OnnxRuntime:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._output_names = [o.name for o in self._session.get_outputs()]
+        self._invalid_argument = InvalidArgument  # ONNX Runtime's "these values are not valid for the graph"
+        self.inputs = [_onnx_spec(path, node) for node in self._session.get_inputs()]
+        self.outputs = [_onnx_spec(path, node) for node in self._session.get_outputs()]
 
     def run(self, inputs: dict) -> dict:
-        return dict(zip(self._output_names, self._session.run(self._output_names, inputs)))
+        try:
+            return dict(zip(self._output_names, self._session.run(self._output_names, inputs)))
+        except self._invalid_argument as error:
+            raise InputRejected(last_line(error)) from error
+
+
+def _onnx_spec(path: Path, node) -> TensorSpec:
+    if node.type not in _ONNX_TYPES:
+        raise ValueError(f"{path}: {node.name!r} is a {node.type}, which no request can carry (expected one of "
+                         f"{', '.join(_ONNX_TYPES)})")
+    # A named (symbolic) or missing dimension is dynamic.
+    return TensorSpec(node.name, _ONNX_TYPES[node.type],
+                      tuple(d if isinstance(d, int) else -1 for d in node.shape or ()))
 
 
 class TorchProgramRuntime:
@@ -35,19 +71,55 @@ class TorchProgramRuntime:
         self._torch = torch
         if intra_op_threads:
             torch.set_num_threads(intra_op_threads)
-        self._module = torch.export.load(str(path)).module()
+        program = torch.export.load(str(path))
+        self._module = program.module()
         self._input_names = input_names
         self._output_names = output_names
+        self.inputs, self.outputs = _program_specs(program)
 
     def run(self, inputs: dict) -> dict:
         torch = self._torch
-        with torch.inference_mode():
-            result = self._module(*(torch.from_numpy(inputs[name]) for name in self._input_names))
+        try:
+            with torch.inference_mode():
+                result = self._module(*(torch.from_numpy(inputs[name]) for name in self._input_names))
+        except IndexError as error:  # an index (token id) out of an embedding's range
+            raise InputRejected(last_line(error)) from error
+        except AssertionError as error:
+            if "Guard failed" not in str(error):  # a shape outside the program's range (e.g. batch <= 65536)
+                raise
+            raise InputRejected(last_line(error)) from error
         if isinstance(result, torch.Tensor):
             result = (result,)
         elif isinstance(result, dict):
             result = tuple(result[name] for name in self._output_names)
         return {name: tensor.numpy() for name, tensor in zip(self._output_names, result)}
+
+
+def _program_specs(program) -> tuple:
+    """The program's user inputs and outputs as TensorSpecs (named as in the program: positions matter here,
+    the runtime passes inputs in signature order)."""
+    from torch.export.graph_signature import InputKind
+
+    user_inputs = {spec.arg.name for spec in program.graph_signature.input_specs if spec.kind == InputKind.USER_INPUT}
+    placeholders = [node for node in program.graph.nodes if node.op == "placeholder" and node.name in user_inputs]
+    output_node = next(node for node in program.graph.nodes if node.op == "output")
+    user_outputs = {spec.arg.name for spec in program.graph_signature.output_specs
+                    if spec.kind.name == "USER_OUTPUT" and hasattr(spec.arg, "name")}
+    outputs = [node for node in output_node.args[0] if getattr(node, "name", None) in user_outputs]
+    return [_fake_spec(node) for node in placeholders], [_fake_spec(node) for node in outputs]
+
+
+def _fake_spec(node) -> TensorSpec:
+    import torch
+
+    value = node.meta.get("val")
+    try:
+        dtype = torch.empty(0, dtype=value.dtype).numpy().dtype
+    except (AttributeError, TypeError):  # not a tensor, or a dtype numpy lacks (bfloat16)
+        raise ValueError(f"model.pt2: {node.name!r} is a {getattr(value, 'dtype', type(value).__name__)}, which no "
+                         f"request can carry (expected a tensor of a numpy dtype)") from None
+    # A symbolic (SymInt) dimension is dynamic.
+    return TensorSpec(node.name, dtype, tuple(d if isinstance(d, int) else -1 for d in value.shape))
 
 
 def load_runtime(folder: Path, signature, runtime: str | None = None, intra_op_threads: int = 0):
@@ -64,4 +136,3 @@ def load_runtime(folder: Path, signature, runtime: str | None = None, intra_op_t
     if runtime == "onnx":
         return OnnxRuntime(path, intra_op_threads)
     return TorchProgramRuntime(path, signature.input_names, signature.output_names, intra_op_threads)
-

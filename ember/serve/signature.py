@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ember.serve.untrusted import MAX_RANK, is_int, short_repr
+
 # KServe v2 datatype names <-> numpy dtypes (looked up per request: dtype objects, not names to parse).
 V2_DATATYPES = {v2: np.dtype(numpy_name) for v2, numpy_name in {
     "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
@@ -44,31 +46,55 @@ class Signature:
 
 
 def load_signature(folder: Path) -> Signature:
+    """Read and check `folder`/signature.json. Raises FileNotFoundError when it is missing and ValueError,
+    naming the file, the field, what was expected and what came, for anything else wrong with it."""
     path = Path(folder) / "signature.json"
     if not path.is_file():
         raise FileNotFoundError(f"{folder} has no signature.json (expected an ember export folder)")
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
+        raw = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError; nesting too deep
+        raise ValueError(f"{path} is not valid JSON: {str(error)[:200]}") from None
     if not isinstance(raw, dict) or raw.get("format") != "ember-export":
         raise ValueError(f"{path}: expected an object with \"format\": \"ember-export\"")
+    labels = raw.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(label, str) for label in labels)):
+        raise ValueError(f"{path}: \"labels\": expected a list of strings or null, got {short_repr(labels)}")
+    for key, kind in (("task", str), ("output_kind", str), ("tokenizer", dict)):
+        if raw.get(key) is not None and not isinstance(raw[key], kind):
+            raise ValueError(f"{path}: \"{key}\": expected {'an object' if kind is dict else 'a string'} or null, "
+                             f"got {short_repr(raw[key])}")
     return Signature(
         inputs=_specs(raw, "inputs", path), outputs=_specs(raw, "outputs", path),
-        task=raw.get("task"), labels=tuple(raw["labels"]) if raw.get("labels") else None,
+        task=raw.get("task"), labels=tuple(labels) if labels else None,
         output_kind=raw.get("output_kind"), tokenizer=raw.get("tokenizer"))
+
+
+_DTYPE_NAMES = {dtype.name: dtype for dtype in V2_DATATYPES.values()}
 
 
 def _specs(raw: dict, key: str, path: Path) -> tuple:
     entries = raw.get(key)
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: expected a non-empty list \"{key}\" of {{name, dtype, shape}}")
-    specs = []
-    for entry in entries:
-        try:
-            specs.append(TensorSpec(str(entry["name"]), np.dtype(entry["dtype"]),
-                                    tuple(int(d) for d in entry["shape"])))
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: bad {key} entry {entry!r}: expected name, numpy dtype, "
-                             f"shape list ({error})") from None
+    specs = [_spec(entry, key, path) for entry in entries]
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: {key}: each name may appear once, got {names}")
     return tuple(specs)
+
+
+def _spec(entry, key: str, path: Path) -> TensorSpec:
+    where = f"{path}: bad {key} entry {short_repr(entry)}"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected an object {{name, dtype, shape}}")
+    name, dtype, shape = entry.get("name"), entry.get("dtype"), entry.get("shape")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: expected \"name\" to be a non-empty string")
+    if not isinstance(dtype, str) or dtype not in _DTYPE_NAMES:
+        raise ValueError(f"{where}: expected \"dtype\" to be one of {', '.join(_DTYPE_NAMES)}")
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= MAX_RANK
+            or not all(is_int(d) and d >= -1 for d in shape)):
+        raise ValueError(f"{where}: expected \"shape\" to be a list of 1 to {MAX_RANK} integers, "
+                         f"each a size or -1 for any size (the first is the batch)")
+    return TensorSpec(name, _DTYPE_NAMES[dtype], tuple(shape))

@@ -1,4 +1,6 @@
-"""Helpers for tests and benchmarks: tiny exported models and a real server on a loopback port."""
+"""Helpers for tests and benchmarks: tiny exported models, the app called in-process, a real server on a
+loopback port."""
+import asyncio
 import atexit
 import functools
 import json
@@ -102,11 +104,69 @@ def exported(kind: str, seed: int = 0) -> Path:
     return folder
 
 
+def model_repository(root, models=("tiny", "text")) -> Path:
+    """A repository root/KIND/1/ holding a copy of `exported(KIND)` for each kind; returns root."""
+    root = Path(root)
+    for kind in models:
+        shutil.copytree(exported(kind), root / kind / "1")
+    return root
+
+
 @functools.cache
 def _cache_dir() -> str:
     directory = tempfile.mkdtemp(prefix="ember-serve-exports-")
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     return directory
+
+
+class InProcessApp:
+    """`create_app(path, config)` called in this process on one event loop, without a socket or lifespan
+    (no repository polling): thousands of requests a second, for fuzzing. A context manager."""
+
+    def __init__(self, path, config):
+        from ember.serve.app import create_app
+
+        self.app = create_app(path, config)
+        self._runner = asyncio.Runner()
+
+    def request(self, method: str, path: str, body: bytes = b"", headers=()) -> tuple:
+        """(status, {header name: value}, body bytes); `headers` as (name, value) pairs of str or bytes."""
+        return self._runner.run(self._call(method, path, body, headers))
+
+    async def _call(self, method, path, body, headers):
+        raw = [(_latin1(name).lower(), _latin1(value)) for name, value in headers]
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": raw, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8501)}
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        answer = {"status": None, "headers": {}, "body": []}
+
+        async def receive():
+            return messages.pop() if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                answer["headers"] = {k.decode("latin-1"): v.decode("latin-1") for k, v in message["headers"]}
+            else:
+                answer["body"].append(message.get("body", b""))
+
+        await self.app(scope, receive, send)
+        return answer["status"], answer["headers"], b"".join(answer["body"])
+
+    def close(self):
+        self.app.state.dataplane.repository.close()
+        self._runner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _latin1(text) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("latin-1")
 
 
 def free_port() -> int:
