@@ -101,32 +101,32 @@ class Trainer:
         self.train_data, self.start_epoch, self.start_step = train, initial_epoch, 0
         model.stop_training = False
         logs = {}
-        cbs.call("on_train_begin", None)  # BackupAndRestore may move start_epoch/start_step here
+        cbs.on_train_begin()  # BackupAndRestore may move start_epoch/start_step here
         for epoch in range(self.start_epoch, epochs):
             self.epoch = epoch
             model.train()
             self._reset_running()
-            cbs.call("on_epoch_begin", epoch, None)
+            cbs.on_epoch_begin(epoch)
             start, self.start_step = self.start_step, 0
             self.step_in_epoch = start
             for step, (inputs, targets) in enumerate(train.epoch(epoch, start), start):
-                cbs.call("on_train_batch_begin", step, None)
+                cbs.on_train_batch_begin(step)
                 last_micro = (step + 1) % c.accumulate_steps == 0 or step + 1 == steps
                 self.train_step(move(inputs, self.device), move(targets, self.device), last_micro)
                 self.step_in_epoch = step + 1
-                cbs.call("on_train_batch_end", step, self.strategy.batch_logs(LazyLogs(self.running_logs)))
+                cbs.on_train_batch_end(step, self.strategy.batch_logs(LazyLogs(self.running_logs)))
                 if model.stop_training:
                     break
             logs = self.running_logs()
             logs["lr"] = optimizer.param_groups[0]["lr"]
             if val is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_batches(val).items()})
+                logs.update({f"val_{k}": v for k, v in self._evaluate_batches(val, cbs).items()})
             if self.scheduler is not None and not per_batch:
                 self.scheduler.step()
-            cbs.call("on_epoch_end", epoch, logs)
+            cbs.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
-        cbs.call("on_train_end", logs)
+        cbs.on_train_end(logs)
         return history
 
     def train_step(self, inputs, targets, last_micro=True):
@@ -209,41 +209,53 @@ class Trainer:
 
     # ------------------------------------------------------- evaluate / predict
     def evaluate(self, x=None, y=None, *, batch_size=32, verbose=0, callbacks=None, return_dict=True):
-        """Loss and metrics over the data, as a dict."""
+        """Loss and metrics over the data: a dict, or with return_dict=False Keras' list (loss first;
+        the loss alone when there are no metrics). verbose=1 draws a progress bar; callbacks get the
+        on_test_* hooks."""
         self._reuse_host_memory()
         batches = make_batches(x, y, batch_size=batch_size, device=self.device)
         self._dry_run(batches)
-        logs = self._evaluate_batches(batches)
-        if verbose:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-        return logs
+        logs = self._evaluate_batches(batches, self._callbacks(callbacks, verbose, batches))
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
 
-    def _evaluate_batches(self, batches):
+    def _evaluate_batches(self, batches, callbacks):
         was_training = self.model.training
         self.model.eval()
         self._reset_running()
+        callbacks.on_test_begin()
         try:
             with torch.inference_mode(), self.precision.autocast():
-                for inputs, targets in batches.epoch(0):
+                for step, (inputs, targets) in enumerate(batches.epoch(0)):
+                    callbacks.on_test_batch_begin(step)
                     targets = move(targets, self.device)
                     outputs, loss = self.forward_and_loss(move(inputs, self.device), targets)
                     self._track(loss, outputs, targets)
-            return self.running_logs()
+                    callbacks.on_test_batch_end(step, LazyLogs(self.running_logs))
+            logs = self.running_logs()
         finally:
             self.model.train(was_training)
+        callbacks.on_test_end(logs)
+        return logs
 
-    def predict(self, x, *, batch_size=32, verbose=0):
-        """Model outputs (logits for Hugging Face models) as a numpy array, in eval mode, no gradients."""
+    def predict(self, x, *, batch_size=32, verbose=0, callbacks=None):
+        """Model outputs (logits for Hugging Face models) as a numpy array, in eval mode, no gradients.
+        verbose=1 draws a progress bar; callbacks get the on_predict_* hooks (batch logs: {"outputs": ...})."""
         self._reuse_host_memory()
         batches = make_batches(x, None, batch_size=batch_size, device=self.device, what="x")
         self._dry_run(batches)
+        callbacks = self._callbacks(callbacks, verbose, batches)
         autocast = self.precision.autocast() if self.precision else contextlib.nullcontext()
         was_training = self.model.training
         self.model.eval()
         chunks = []
+        callbacks.on_predict_begin()
         try:
             with torch.inference_mode(), autocast:
-                for inputs, _ in batches.epoch(0):
+                for step, (inputs, _) in enumerate(batches.epoch(0)):
+                    callbacks.on_predict_batch_begin(step)
                     inputs = move(inputs, self.device)
                     if isinstance(inputs, dict):
                         inputs.pop("labels", None)
@@ -252,11 +264,23 @@ class Trainer:
                     except (RuntimeError, TypeError, IndexError) as error:
                         raise explain_forward_error(self.model, inputs, error) from error
                     chunks.append(_to_numpy(_logits(raw)))
+                    callbacks.on_predict_batch_end(step, {"outputs": chunks[-1]})
         finally:
             self.model.train(was_training)
+        callbacks.on_predict_end()
         if isinstance(chunks[0], tuple):
             return tuple(np.concatenate(parts) for parts in zip(*chunks))
         return np.concatenate(chunks)
+
+    def _callbacks(self, callbacks, verbose, batches):
+        """The CallbackList of an evaluate or predict call (a progress bar first when verbose)."""
+        shown = [ProgressBar(verbose)] if verbose else []
+        try:
+            steps = len(batches)
+        except TypeError:  # an iterable without a length
+            steps = None
+        return CallbackList(shown + list(callbacks or []), self.model, self,
+                            {"steps": steps, "verbose": verbose, "epochs": 1})
 
     # ------------------------------------------------------- setup helpers
     def _reuse_host_memory(self):

@@ -270,3 +270,59 @@ def test_probability_loss_on_logits_warns():
     model.compile("adam", "sparse_categorical_crossentropy", lr=0.01)
     with pytest.warns(RuntimeWarning, match="expects probabilities .* from_logits=True"):
         model.fit(x, y, epochs=1, verbose=0)
+
+
+class Recorder(ember.callbacks.Callback):
+    def __init__(self):
+        self.calls = []
+
+    def __getattribute__(self, name):
+        if name.startswith("on_"):
+            return lambda *args: self.calls.append((name, *args[:1])) if args and isinstance(args[0], int) \
+                else self.calls.append((name,))
+        return super().__getattribute__(name)
+
+
+def test_evaluate_and_predict_call_the_test_and_predict_hooks_as_keras_does():
+    x, y = make_data(n=40)
+    model = mlp()
+    recorder = Recorder()
+    model.evaluate(x, y, batch_size=16, callbacks=[recorder])
+    assert recorder.calls == [("on_test_begin",), ("on_test_batch_begin", 0), ("on_test_batch_end", 0),
+                              ("on_test_batch_begin", 1), ("on_test_batch_end", 1), ("on_test_batch_begin", 2),
+                              ("on_test_batch_end", 2), ("on_test_end",)]
+    recorder.calls.clear()
+    model.predict(x, batch_size=32, callbacks=[recorder])
+    assert recorder.calls == [("on_predict_begin",), ("on_predict_batch_begin", 0), ("on_predict_batch_end", 0),
+                              ("on_predict_batch_begin", 1), ("on_predict_batch_end", 1), ("on_predict_end",)]
+    recorder.calls.clear()
+    model.fit(x, y, batch_size=40, epochs=1, validation_data=(x, y), verbose=0, callbacks=[recorder])
+    names = [c[0] for c in recorder.calls]
+    assert names == ["on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end",
+                     "on_test_begin", "on_test_batch_begin", "on_test_batch_end", "on_test_end", "on_epoch_end",
+                     "on_train_end"]
+
+
+def test_predict_batch_logs_hold_the_outputs_and_evaluate_can_return_a_list():
+    x, y = make_data(n=40)
+    model = mlp()
+    seen = []
+    model.predict(x, batch_size=32, callbacks=[ember.callbacks.LambdaCallback(
+        on_predict_batch_end=lambda batch, logs: seen.append(logs["outputs"].shape))])
+    assert seen == [(32, 3), (8, 3)]
+    as_dict = model.evaluate(x, y)
+    assert model.evaluate(x, y, return_dict=False) == [as_dict["loss"], as_dict["accuracy"]]
+    model.compile("adam", "cross_entropy")
+    assert model.evaluate(x, y, return_dict=False) == model.evaluate(x, y)["loss"]
+
+
+def test_evaluate_and_predict_draw_a_progress_bar_when_verbose(capsys):
+    x, y = make_data(n=40)
+    model = mlp()
+    model.evaluate(x, y, batch_size=16, verbose=1)
+    model.predict(x, batch_size=16, verbose=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("3/3 [") and "loss: " in lines[0] and "accuracy: " in lines[0]
+    assert lines[1].startswith("3/3 [") and "ms/step" in lines[1]
+    model.fit(x, y, batch_size=16, validation_data=(x, y), verbose=1)  # validation draws no bar of its own
+    assert len(capsys.readouterr().out.splitlines()) == 2  # "Epoch 1/1" and its line

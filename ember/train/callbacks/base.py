@@ -77,6 +77,8 @@ class LazyLogs(Mapping):
 
 
 class CallbackList:
+    """The callbacks of one fit/evaluate/predict call; the trainer calls each hook as a method, in order."""
+
     def __init__(self, callbacks, model, trainer, params):
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
@@ -87,6 +89,58 @@ class CallbackList:
     def __iter__(self):
         return iter(self.callbacks)
 
-    def call(self, hook, *args):
+    def on_train_begin(self, logs=None):
         for cb in self.callbacks:
-            getattr(cb, hook)(*args)
+            cb.on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_batch_end(batch, logs)
+
+    def on_test_begin(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_test_begin(logs)
+
+    def on_test_end(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_test_end(logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        for cb in self.callbacks:
+            cb.on_test_batch_begin(batch, logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        for cb in self.callbacks:
+            cb.on_test_batch_end(batch, logs)
+
+    def on_predict_begin(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_predict_begin(logs)
+
+    def on_predict_end(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_predict_end(logs)
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        for cb in self.callbacks:
+            cb.on_predict_batch_begin(batch, logs)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        for cb in self.callbacks:
+            cb.on_predict_batch_end(batch, logs)
