@@ -2,7 +2,8 @@
 
 PATH is one export folder (model = folder name, version 1) or TF Serving's layout PATH/NAME/VERSION/.
 A background thread polls the disk: a version folder that appears is loaded once its files stopped
-changing for one poll; the highest available version is the default; a version that fails to load is
+changing for one poll; the highest available version is the default; a version that fails to load, or
+whose model file contradicts its signature.json or fails on a batch built from it (version_check.py), is
 reported (state END with its error) and skipped while the others keep serving; a folder that disappears
 is unloaded. Readers on the event loop never lock: each model's table is replaced, never mutated.
 """
@@ -17,6 +18,7 @@ from ember.serve.runtime import load_runtime
 from ember.serve.signature import load_signature
 from ember.serve.text import TextClassifierIO
 from ember.serve.untrusted import decimal_int
+from ember.serve.version_check import check_version
 
 log = logging.getLogger("ember.serve")
 _UNLOAD_GRACE_SECONDS = 30.0  # requests already holding a removed version finish on it
@@ -36,6 +38,7 @@ class ServedVersion:
         self.name, self.version, self.folder, self.config = name, version, folder, model_config
         self.signature = load_signature(folder)
         self.runtime = load_runtime(folder, self.signature, model_config.runtime, model_config.intra_op_threads)
+        check_version(self.signature, self.runtime)  # before anything goes live: raises InconsistentVersion
         self.text = TextClassifierIO(folder, self.signature) if self.signature.tokenizer else None
         self.metrics = metrics.for_version(name, version)
         self.batcher = Batcher(self.runtime.run, model_config.batching, on_batch=self.metrics.batch_size.observe)

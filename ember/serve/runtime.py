@@ -13,7 +13,6 @@ from ember.serve.errors import last_line
 from ember.serve.signature import TensorSpec
 
 RUNTIMES = ("onnx", "torch")
-_FILES = {"onnx": "model.onnx", "torch": "model.pt2"}
 _ONNX_TYPES = {f"tensor({onnx})": np.dtype(numpy) for onnx, numpy in {
     "float": "float32", "double": "float64", "float16": "float16", "bool": "bool", "string": "object",
     **{name: name for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")},
@@ -29,6 +28,8 @@ class OnnxRuntime:
     """One `onnxruntime.InferenceSession`; `run` is safe to call from several threads at once."""
 
     platform = "onnxruntime_onnx"
+    file_name = "model.onnx"
+    binds_by_position = False  # inputs are fed by name
 
     def __init__(self, path: Path, intra_op_threads: int = 0):
         import onnxruntime as ort
@@ -64,6 +65,8 @@ class TorchProgramRuntime:
     """A `torch.export` program (model.pt2), called with the inputs in signature order."""
 
     platform = "torch_export"
+    file_name = "model.pt2"
+    binds_by_position = True  # inputs are passed in signature order; the program's own names do not matter
 
     def __init__(self, path: Path, input_names: list, output_names: list, intra_op_threads: int = 0):
         import torch
@@ -120,6 +123,9 @@ def _fake_spec(node) -> TensorSpec:
                          f"request can carry (expected a tensor of a numpy dtype)") from None
     # A symbolic (SymInt) dimension is dynamic.
     return TensorSpec(node.name, dtype, tuple(d if isinstance(d, int) else -1 for d in value.shape))
+
+
+_FILES = {"onnx": OnnxRuntime.file_name, "torch": TorchProgramRuntime.file_name}
 
 
 def load_runtime(folder: Path, signature, runtime: str | None = None, intra_op_threads: int = 0):
