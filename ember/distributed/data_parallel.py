@@ -3,7 +3,8 @@ ranks, and losses and metrics summed across ranks before callbacks read them.
 
 `batch_size` is the global batch, as in Keras' MirroredStrategy: every rank walks the
 same global batches (same order, seeded from rank 0) and takes its contiguous share of
-each. A rank's loss is weighted by `local_n * world_size / global_n`, so the averaged
+each. A rank's share carries its weight `local_n * world_size / global_n` to the training
+step (`ember.train.data.Batch.weight`), so the averaged
 gradient is the mean over the global batch even when the last batch does not split
 evenly (a rank whose share is empty still runs forward and backward, contributing zero).
 """
@@ -17,7 +18,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ember.distributed.environment import init_process_group, launcher_env, rank_device, report_errors_to_launcher
 from ember.distributed.strategy import SingleProcess
-from ember.train.data import ArrayBatches, IterableBatches
+from ember.train.data import ArrayBatches, IterableBatches, Share
 
 
 class DataParallel(SingleProcess):
@@ -26,7 +27,6 @@ class DataParallel(SingleProcess):
         self.rank = self.env.rank if self.env else 0
         self.world_size = self.env.world_size if self.env else 1
         self.is_main = self.rank == 0
-        self.loss_weight = 1.0
         self.timeout = timeout
         self.device = rank_device(self.env) if self.env else None
         if self.env:
@@ -81,11 +81,10 @@ class DataParallel(SingleProcess):
     def _comm_device(self):
         return self.device if self.device is not None and self.device.type == "cuda" else torch.device("cpu")
 
-    def _take_share(self, indices: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous share of one global batch's sample indices."""
+    def _take_share(self, indices: torch.Tensor) -> Share:
+        """This rank's contiguous share of one global batch's sample indices, with its weight."""
         share = torch.tensor_split(indices, self.world_size)[self.rank]
-        self.loss_weight = len(share) * self.world_size / max(len(indices), 1)
-        return share
+        return Share(share, len(share) * self.world_size / max(len(indices), 1))
 
     # -------------------------------------------------------- reductions
     def batch_logs(self, logs):
@@ -103,16 +102,16 @@ class DataParallel(SingleProcess):
 
     def reduce_metric(self, metric):
         """A copy of `metric` whose state is summed over all ranks (the running state stays local)."""
-        tensors = metric.state()
-        if not self.grouped or not tensors:
+        state = metric.state_dict()
+        tensors = {name: t for name, t in state.items() if isinstance(t, torch.Tensor)}
+        if not self.grouped or not metric.all_reduce or not tensors:
             return metric
-        flat = torch.cat([t.detach().reshape(-1).double() for t in tensors])
+        flat = torch.cat([t.detach().reshape(-1).double() for t in tensors.values()])
         dist.all_reduce(flat)
-        sums = {id(t): part.view_as(t).to(t.dtype) for t, part in zip(tensors, flat.split([t.numel() for t in tensors]))}
+        parts = flat.split([t.numel() for t in tensors.values()])
         reduced = copy.copy(metric)
-        for name, value in vars(metric).items():
-            if isinstance(value, torch.Tensor) and id(value) in sums:
-                setattr(reduced, name, sums[id(value)])
+        reduced.load_state_dict({**state, **{name: part.view_as(t).to(t.dtype)
+                                             for (name, t), part in zip(tensors.items(), parts)}})
         return reduced
 
 
@@ -131,8 +130,7 @@ class RankShares:
         for batch in self.loader:
             total = _num_samples(batch)
             share = _share(batch, world, rank)
-            self.strategy.loss_weight = _num_samples(share) * world / max(total, 1)
-            yield share
+            yield Share(share, _num_samples(share) * world / max(total, 1))
 
 
 def _share(batch, world, rank):

@@ -10,7 +10,6 @@ class SingleProcess:
     is_main = True
     rank = 0
     world_size = 1
-    loss_weight = 1.0  # DDP scales each rank's loss so uneven shards average correctly
 
     def setup(self, model, batches, compiled):
         """Prepare the model and the batches; return the module to call forward on."""

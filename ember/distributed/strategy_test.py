@@ -85,14 +85,16 @@ def test_fsdp_shards_each_repeated_block_innermost_first():
 def test_each_rank_takes_its_share_of_the_global_batch_and_its_loss_weight():
     strategy = DDP()
     strategy.world_size, strategy.rank = 2, 1
-    assert strategy._take_share(torch.arange(5)).tolist() == [3, 4]
-    assert strategy.loss_weight == pytest.approx(2 * 2 / 5)
-    assert strategy._take_share(torch.arange(1)).tolist() == []  # an empty share weighs nothing
-    assert strategy.loss_weight == 0
+    share, weight = strategy._take_share(torch.arange(5))
+    assert share.tolist() == [3, 4]
+    assert weight == pytest.approx(2 * 2 / 5)
+    share, weight = strategy._take_share(torch.arange(1))
+    assert share.tolist() == []  # an empty share weighs nothing
+    assert weight == 0
     loader = [(torch.arange(5), torch.arange(5) * 10), {"x": torch.arange(3), "labels": torch.arange(3)}]
     shares = list(RankShares(loader, strategy))
-    assert [t.tolist() for t in shares[0]] == [[3, 4], [30, 40]]
-    assert shares[1]["x"].tolist() == [2] and strategy.loss_weight == pytest.approx(2 / 3)
+    assert [t.tolist() for t in shares[0].batch] == [[3, 4], [30, 40]]
+    assert shares[1].batch["x"].tolist() == [2] and shares[1].weight == pytest.approx(2 / 3)
 
 
 def test_reduced_metric_is_a_copy_so_the_running_state_stays_local(no_process_group):

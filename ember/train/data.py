@@ -5,15 +5,31 @@ path: converted once, then sliced with one permutation per epoch — no per-samp
 `__getitem__` and collate. Anything else (a Dataset, a DataLoader, any iterable of
 `(x, y)` tuples or dict batches) is iterated as given.
 
-`inputs` is a tensor or a dict of tensors (Hugging Face batches, whose "labels" stay
-in the dict so the model can compute its own loss); `targets` is a tensor or None.
+Every batch is a `Batch(inputs, targets, weight)`: `inputs` is a tensor or a dict of tensors
+(Hugging Face batches, whose "labels" stay in the dict so the model can compute its own loss);
+`targets` is a tensor or None; `weight` scales the batch's loss: 1 in one process, and under
+DDP/FSDP this process's share of the global batch (`share * processes / global`), so the
+averaged gradient is the global batch's mean even when a batch does not split evenly.
 """
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
+
+
+class Batch(NamedTuple):
+    inputs: object
+    targets: object
+    weight: float = 1.0
+
+
+class Share(NamedTuple):
+    """One process's share of a global batch (what a distributed strategy's loader yields) and its weight."""
+    batch: object
+    weight: float
 
 
 class ArrayBatches:
@@ -24,7 +40,7 @@ class ArrayBatches:
         self.inputs, self.targets = inputs, targets
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
         self.num_samples = _length(inputs)
-        self.shard = None  # set by a distributed strategy: global batch indices -> this rank's
+        self.shard = None  # set by a distributed strategy: global batch indices -> Share of this rank's
 
     def __len__(self):
         return math.ceil(self.num_samples / self.batch_size)
@@ -39,10 +55,10 @@ class ArrayBatches:
         order = self.order(epoch)
         for step in range(start_step, len(self)):
             begin, end = step * self.batch_size, min((step + 1) * self.batch_size, self.num_samples)
-            index = slice(begin, end) if order is None else order[begin:end]
+            index, weight = slice(begin, end) if order is None else order[begin:end], 1.0
             if self.shard is not None:
-                index = self.shard(torch.arange(begin, end) if order is None else index)
-            yield _take(self.inputs, index), (None if self.targets is None else self.targets[index])
+                index, weight = self.shard(torch.arange(begin, end) if order is None else index)
+            yield Batch(_take(self.inputs, index), None if self.targets is None else self.targets[index], weight)
 
 
 class IterableBatches:
@@ -75,7 +91,8 @@ class IterableBatches:
         step = -1
         for step, batch in enumerate(self.iterable):
             if step >= start_step:
-                yield split_batch(batch)
+                yield Batch(*split_batch(batch.batch), batch.weight) if isinstance(batch, Share) \
+                    else Batch(*split_batch(batch))
         if step < 0:  # an empty epoch would log a loss of 0.0 and train nothing
             raise ValueError(f"{self.what} ({type(self.iterable).__name__}) yielded no batch in epoch {epoch + 1}: "
                              "expected at least one (x, y) batch per epoch; is the data empty or exhausted?")

@@ -2,14 +2,19 @@
 
 Reading a metric every step would stall the GPU (and costs ~5% on the CPU); ember
 reads them when the progress bar refreshes and at the end of an epoch.
+
+A metric's running state is read and written through `state_dict()` / `load_state_dict()` only:
+a distributed strategy sums it across processes with them, a backup saves and restores it.
 """
 import re
+import warnings
 
 import torch
 
 
 class Metric:
     name = "metric"
+    all_reduce = True  # the strategy sums state_dict()'s tensors across processes before result()
 
     def __init__(self):
         self.reset()
@@ -29,9 +34,12 @@ class Metric:
             return torch.tensor(float("nan"))
         return self.total / self.count
 
-    def state(self):
-        """Tensors to all-reduce (sum) across processes before `result()`."""
-        return [t for t in (self.total, self.count) if t is not None]
+    def state_dict(self) -> dict:
+        """The running state: tensors (summable across processes) or None before the first update."""
+        return {"total": self.total, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total, self.count = state["total"], state["count"]
 
 
 class Accuracy(Metric):
@@ -85,6 +93,8 @@ class MeanSquaredError(Metric):
 class TorchMetric(Metric):
     """Adapter for a `torchmetrics.Metric` object."""
 
+    all_reduce = False  # torchmetrics syncs its own state across processes
+
     def __init__(self, metric):
         self.metric = metric
         self.name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(metric).__name__).lower()
@@ -92,15 +102,26 @@ class TorchMetric(Metric):
 
     def reset(self):
         self.metric.reset()
+        self.restored = False
 
     def update(self, y_pred, y_true):
         self.metric.update(y_pred, y_true)
 
     def result(self):
-        return self.metric.compute()
+        with warnings.catch_warnings():
+            if self.restored:  # its update count starts again at 0; the restored state is what counts
+                warnings.filterwarnings("ignore", message=".*was called before the ``update`` method.*")
+            return self.metric.compute()
 
-    def state(self):
-        return []  # torchmetrics syncs its own state across processes
+    def state_dict(self) -> dict:
+        return dict(self.metric.metric_state)
+
+    def load_state_dict(self, state: dict) -> None:
+        state = state.get("torchmetrics", state)  # backups before #17 nested the states under this key
+        device = self.metric.device
+        self.metric.load_state_dict({name: [v.to(device) for v in value] if isinstance(value, list)
+                                     else value.to(device) for name, value in state.items()}, strict=False)
+        self.restored = True
 
 
 _BY_NAME = {

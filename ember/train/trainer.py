@@ -109,10 +109,11 @@ class Trainer:
             cbs.on_epoch_begin(epoch)
             start, self.start_step = self.start_step, 0
             self.step_in_epoch = start
-            for step, (inputs, targets) in enumerate(train.epoch(epoch, start), start):
+            for step, batch in enumerate(train.epoch(epoch, start), start):
                 cbs.on_train_batch_begin(step)
                 last_micro = (step + 1) % c.accumulate_steps == 0 or step + 1 == steps
-                self.train_step(move(inputs, self.device), move(targets, self.device), last_micro)
+                self.train_step(move(batch.inputs, self.device), move(batch.targets, self.device), last_micro,
+                                batch.weight)
                 self.step_in_epoch = step + 1
                 cbs.on_train_batch_end(step, self.strategy.batch_logs(LazyLogs(self.running_logs)))
                 if model.stop_training:
@@ -129,14 +130,15 @@ class Trainer:
         cbs.on_train_end(logs)
         return history
 
-    def train_step(self, inputs, targets, last_micro=True):
-        """One micro-batch: forward and backward; on the last micro-batch, the optimizer step."""
+    def train_step(self, inputs, targets, last_micro=True, weight=1.0):
+        """One micro-batch: forward and backward; on the last micro-batch, the optimizer step.
+        `weight` scales the loss (this process's share of a global batch, ember.train.data.Batch)."""
         c, opt, scaler = self.compiled, self.compiled.optimizer, self.precision.scaler
         # DDP/FSDP skip the gradient all-reduce on accumulation micro-batches.
         with self.strategy.gradient_sync(self.forward_model, last_micro):
             with self.precision.autocast(), self.fast_paths:
                 outputs, loss = self.forward_and_loss(inputs, targets)
-            scaler.scale(loss * self.strategy.loss_weight / c.accumulate_steps).backward()
+            scaler.scale(loss * weight / c.accumulate_steps).backward()
         if last_micro:
             if c.clip_grad_norm:
                 scaler.unscale_(opt)
@@ -193,6 +195,16 @@ class Trainer:
             for m in self.compiled.metrics:
                 m.update(outputs.detach(), targets)
 
+    def running_state(self) -> dict:
+        """This epoch's running loss and metric sums so far (a mid-epoch backup saves them)."""
+        return {"loss_sum": self._loss_sum.cpu(), "seen": self._seen,
+                "metrics": [_to_cpu(m.state_dict()) for m in self.compiled.metrics]}
+
+    def load_running_state(self, state: dict) -> None:
+        self._loss_sum, self._seen = state["loss_sum"].to(self.device), state["seen"]
+        for metric, saved in zip(self.compiled.metrics, state["metrics"]):
+            metric.load_state_dict({name: _to_device(value, self.device) for name, value in saved.items()})
+
     def running_logs(self) -> dict:
         """Mean loss and metrics so far this epoch, reduced across processes (syncs the device)."""
         loss_sum, seen = self.strategy.reduce_sum(self._loss_sum, self._seen)
@@ -228,7 +240,7 @@ class Trainer:
         callbacks.on_test_begin()
         try:
             with torch.inference_mode(), self.precision.autocast():
-                for step, (inputs, targets) in enumerate(batches.epoch(0)):
+                for step, (inputs, targets, _) in enumerate(batches.epoch(0)):
                     callbacks.on_test_batch_begin(step)
                     targets = move(targets, self.device)
                     outputs, loss = self.forward_and_loss(move(inputs, self.device), targets)
@@ -254,7 +266,7 @@ class Trainer:
         callbacks.on_predict_begin()
         try:
             with torch.inference_mode(), autocast:
-                for step, (inputs, _) in enumerate(batches.epoch(0)):
+                for step, (inputs, _, _) in enumerate(batches.epoch(0)):
                     callbacks.on_predict_batch_begin(step)
                     inputs = move(inputs, self.device)
                     if isinstance(inputs, dict):
@@ -354,6 +366,16 @@ def _to_numpy(outputs):
         return tuple(_to_numpy(o) for o in outputs)
     return outputs.detach().float().cpu().numpy() if outputs.dtype in (torch.bfloat16, torch.float16) \
         else outputs.detach().cpu().numpy()
+
+
+def _to_cpu(state: dict) -> dict:
+    return {name: _to_device(value, "cpu") for name, value in state.items()}
+
+
+def _to_device(value, device):
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    return value.detach().to(device) if isinstance(value, torch.Tensor) else value
 
 
 def _model_device(model):

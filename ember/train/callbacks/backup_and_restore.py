@@ -84,7 +84,7 @@ class BackupAndRestore(Callback):
         if self._resume_epoch is not None:
             self._epoch_start = self._resume_epoch["epoch_start"]
             set_rng_state(self._epoch_start["rng"])
-            self._load_running(self._resume_epoch["running"])
+            self.trainer.load_running_state(self._resume_epoch["running"])
             self._rng_at_backup, self._resume_epoch = self._resume_epoch["rng"], None
         elif self.save_freq != "epoch":
             self._epoch_start = {"rng": rng_state(), "generators": self._generator_states()}
@@ -158,7 +158,7 @@ class BackupAndRestore(Callback):
             # Mid-epoch: the loader restarts the epoch, so it needs the generators of the epoch's start.
             "generators": self._epoch_start["generators"] if mid_epoch else self._generator_states(),
             "epoch_start_rng": self._epoch_start["rng"] if mid_epoch else None,
-            "running": self._running() if mid_epoch else None,
+            "running": trainer.running_state() if mid_epoch else None,
         })
         if not self._is_main:
             return
@@ -179,35 +179,6 @@ class BackupAndRestore(Callback):
         for old in self._backups()[:-self.keep]:
             if old != path:
                 _remove_backup(old)
-
-    def _running(self):
-        from ember.train.metrics import TorchMetric
-
-        metrics = []
-        for m in self.trainer.compiled.metrics:
-            if isinstance(m, TorchMetric):  # torchmetrics keeps its sums in the attributes it registered
-                tm = m.metric
-                metrics.append({"torchmetrics": {name: _cpu(getattr(tm, name)) for name in tm._defaults},
-                                "update_count": tm._update_count})
-            else:
-                metrics.append({"total": _cpu(m.total), "count": _cpu(m.count)})
-        return {"loss_sum": self.trainer._loss_sum.cpu(), "seen": self.trainer._seen, "metrics": metrics}
-
-    def _load_running(self, running):
-        from ember.train.metrics import TorchMetric
-
-        device = self.trainer.device
-        self.trainer._loss_sum = running["loss_sum"].to(device)
-        self.trainer._seen = running["seen"]
-        for m, saved in zip(self.trainer.compiled.metrics, running["metrics"]):
-            if isinstance(m, TorchMetric):
-                for name, value in saved["torchmetrics"].items():
-                    setattr(m.metric, name, [v.to(device) for v in value] if isinstance(value, list)
-                            else value.to(device))
-                m.metric._update_count, m.metric._computed = saved["update_count"], None
-            else:
-                m.total = None if saved["total"] is None else saved["total"].to(device)
-                m.count = None if saved["count"] is None else saved["count"].to(device)
 
     def _generator_states(self):
         return {role: g.get_state() for role, g in loader_generators(self.trainer.train_data).items()}
@@ -409,12 +380,6 @@ def _check_shards(path: Path) -> None:
         raise BackupFileError(f"{path} names the shards {_shards_of(path).name}, which are missing") from None
     except CheckpointFileError as error:
         raise BackupFileError(f"{path}'s shards are unusable: {error}") from None
-
-
-def _cpu(value):
-    if isinstance(value, list):
-        return [_cpu(v) for v in value]
-    return value.detach().cpu() if hasattr(value, "detach") else value
 
 
 def _shards_of(path: Path) -> Path:
