@@ -2,6 +2,12 @@
 
 {
   "max_body_bytes": 16777216,          # larger request bodies are answered 413
+  "max_header_bytes": 65536,           # a larger request head (request line + headers) is answered 431
+  "header_timeout_seconds": 10.0,      # a request head must arrive within this long of the connection opening
+                                       # (or of its first byte, on a kept-alive connection), else 408 and closed
+  "body_timeout_seconds": 60.0,        # a request body must arrive within this long of its head, else closed
+  "max_connections": 1000,             # open connections at most; past it a new one is answered 503 and closed
+                                       # (the soft open-files limit is raised to hold them, see http_limits.py)
   "poll_seconds": 1.0,                 # how often the repository is scanned for new versions
   "batching": {"enabled": true, "max_batch_size": 32, "batch_timeout_micros": 1000,
                "max_enqueued_batches": 64, "num_batch_threads": 1},
@@ -11,6 +17,9 @@
   "models": {"NAME": {"batching": {...}, "runtime": ..., "intra_op_threads": ..., "allow_nonfinite": ...,
                       "version_labels": {"stable": 1, "canary": 2}}}
 }
+
+The four HTTP limits have command-line flags of the same names (--max-header-bytes, --header-timeout-seconds,
+--body-timeout-seconds, --max-connections), as the batching options do; a flag wins over the file.
 """
 import dataclasses
 import json
@@ -18,9 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ember.serve.batching import BatchingOptions
+from ember.serve.http_limits import HttpLimits
+from ember.serve.untrusted import is_int
 
 _MODEL_KEYS = ("batching", "runtime", "intra_op_threads", "allow_nonfinite", "version_labels")
-_SERVER_KEYS = ("max_body_bytes", "poll_seconds", "models") + _MODEL_KEYS[:-1]
+_HTTP_KEYS = tuple(f.name for f in dataclasses.fields(HttpLimits))
+_SERVER_KEYS = ("max_body_bytes", *_HTTP_KEYS, "poll_seconds", "models") + _MODEL_KEYS[:-1]
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class ServeConfig:
     max_body_bytes: int = 16 * 1024 * 1024
+    http: HttpLimits = HttpLimits()  # the HTTP server's limits, read from the top-level keys of the same names
     poll_seconds: float = 1.0
     defaults: ModelConfig = ModelConfig()
     models: dict = field(default_factory=dict)  # name -> ModelConfig
@@ -43,8 +56,9 @@ class ServeConfig:
         return self.models.get(name, self.defaults)
 
 
-def load_config(path=None, **batching_overrides) -> ServeConfig:
-    """Read the JSON config file (if any); command-line batching flags override its defaults."""
+def load_config(path=None, **flags) -> ServeConfig:
+    """Read the JSON config file (if any); command-line flags (batching options and HTTP limits, by their
+    names; None when not given) override it."""
     raw = {}
     if path is not None:
         try:
@@ -56,13 +70,18 @@ def load_config(path=None, **batching_overrides) -> ServeConfig:
         if not isinstance(raw, dict):
             raise ValueError(f"config file {path}: expected a JSON object with keys {', '.join(_SERVER_KEYS)}")
     _check_keys(raw, _SERVER_KEYS, "the config file")
-    batching = {**raw.get("batching", {}), **{k: v for k, v in batching_overrides.items() if v is not None}}
+    given = {name: value for name, value in flags.items() if value is not None}
+    http = HttpLimits(**{name: given.pop(name, raw.get(name, getattr(HttpLimits, name))) for name in _HTTP_KEYS})
+    batching = {**raw.get("batching", {}), **given}
     defaults = _model_config({**raw, "batching": batching}, ModelConfig(), "the config file")
     models = raw.get("models", {})
     if not isinstance(models, dict):
         raise ValueError("config \"models\": expected an object {model name: settings}")
+    max_body_bytes = raw.get("max_body_bytes", ServeConfig.max_body_bytes)
+    if not is_int(max_body_bytes) or max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be an integer >= 1, got {max_body_bytes!r}")
     return ServeConfig(
-        max_body_bytes=int(raw.get("max_body_bytes", ServeConfig.max_body_bytes)),
+        max_body_bytes=max_body_bytes, http=http,
         poll_seconds=float(raw.get("poll_seconds", ServeConfig.poll_seconds)), defaults=defaults,
         models={name: _model_config(_check_keys(settings, _MODEL_KEYS, f"config model {name!r}"), defaults,
                                     f"config model {name!r}") for name, settings in models.items()})
