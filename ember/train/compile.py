@@ -63,7 +63,8 @@ def compile_config(model, optimizer="adamw", loss=None, metrics=None, *, from_lo
       jit_compile: torch.compile the forward and loss; fused: fused optimizer kernels ("auto");
       fast_dropout: "auto" | True | False, dropout masks drawn 3-4x faster than torch's serial CPU
       ones (ember/train/fast_paths.py; auto: on the CPU); reuse_host_memory: keep freed CPU memory
-      in the process (ember/train/host_memory.py).
+      in the process (ember/train/host_memory.py). This one is process-wide: glibc's malloc
+      settings change for the whole process, once, at this model's first fit/evaluate/predict.
     - device: "cuda", "cpu", ... (default: CUDA when available); strategy: see ember.distributed.
     """
     if accumulate_steps < 1 or int(accumulate_steps) != accumulate_steps:

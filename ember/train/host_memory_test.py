@@ -57,3 +57,15 @@ print(host_memory.freed_memory_kept())
         result = subprocess.run([sys.executable, "-c", script.format(flag=flag)], capture_output=True, text=True,
                                 check=True)
         assert result.stdout.split()[-1] == expected
+
+
+@pytest.mark.skipif(glibc() is None, reason="mallopt's thresholds are glibc's")
+def test_predict_on_an_uncompiled_model_leaves_the_process_settings_alone():
+    script = """
+import numpy as np, torch, ember
+from ember.train import host_memory
+ember.wrap(torch.nn.Linear(4, 2)).predict(np.zeros((8, 4), np.float32))
+print(host_memory.freed_memory_kept())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split()[-1] == "False"

@@ -98,10 +98,10 @@ class Trainer:
         last = [cb for cb in user_callbacks if getattr(cb, "runs_last", False)]
         first = [cb for cb in user_callbacks if not getattr(cb, "runs_last", False)]
         cbs = self.callbacks = CallbackList(first + [history] + shown + last, model, self, params)
-        self.train_data, self.start_epoch, self.start_step = train, initial_epoch, 0
+        self.train_data, self.epochs, self.start_epoch, self.start_step = train, epochs, initial_epoch, 0
         model.stop_training = False
         logs = {}
-        cbs.on_train_begin()  # BackupAndRestore may move start_epoch/start_step here
+        cbs.on_train_begin()  # BackupAndRestore restores a backup here (resume_at)
         for epoch in range(self.start_epoch, epochs):
             self.epoch = epoch
             model.train()
@@ -129,6 +129,16 @@ class Trainer:
                 break
         cbs.on_train_end(logs)
         return history
+
+    def resume_at(self, position: dict) -> None:
+        """Continue from a backup's loop position ({epoch, step, global_step, finished}): the next
+        batch to run is `step` of `epoch`; a finished run runs nothing more."""
+        self.global_step = position["global_step"]
+        self.start_epoch, self.start_step = position["epoch"], position["step"]
+        # The last epoch run; on_train_end reads it when the loop has nothing left to run.
+        self.epoch = position["epoch"] - 1 if position["step"] == 0 else position["epoch"]
+        if position["finished"]:
+            self.start_epoch = max(position["epoch"], self.epochs)
 
     def train_step(self, inputs, targets, last_micro=True, weight=1.0):
         """One micro-batch: forward and backward; on the last micro-batch, the optimizer step.
@@ -296,7 +306,9 @@ class Trainer:
 
     # ------------------------------------------------------- setup helpers
     def _reuse_host_memory(self):
-        if self.compiled is None or self.compiled.reuse_host_memory:
+        # Process-wide (glibc malloc settings): only a compiled model's fit/evaluate/predict, which
+        # asked for it with compile(reuse_host_memory=True, the default), changes it.
+        if self.compiled is not None and self.compiled.reuse_host_memory:
             keep_freed_memory()
 
     def _dry_run(self, batches):

@@ -215,12 +215,7 @@ class BackupAndRestore(Callback):
         set_rng_state(mine["rng"])
 
         position = state["position"]
-        trainer.global_step = position["global_step"]
-        trainer.start_epoch, trainer.start_step = position["epoch"], position["step"]
-        # The last epoch run; on_train_end reads it when the loop has nothing left to run.
-        trainer.epoch = position["epoch"] - 1 if position["step"] == 0 else position["epoch"]
-        if position["finished"]:
-            trainer.start_epoch = max(position["epoch"], self.params.get("epochs") or 0)
+        trainer.resume_at(position)
         if mine["running"] is not None:
             self._resume_epoch = {"epoch_start": {"rng": mine["epoch_start_rng"], "generators": mine["generators"]},
                                   "running": mine["running"], "rng": mine["rng"]}
