@@ -121,6 +121,11 @@ class DataPlane:
                 raise BadRequest(f"inputs must have the same number of rows: {rows} and {shape[0]} "
                                  f"({spec.name!r})")
             rows = shape[0]
+        for group in served.tied_dimensions:  # e.g. input_ids and attention_mask: one sequence length
+            sizes = [layouts[name][1][axis] for name, axis in group]
+            if len(set(sizes)) > 1:
+                raise BadRequest("the model takes one size for " + ", ".join(
+                    f"{name!r} dimension {axis}" for name, axis in group) + f"; got {sizes}")
         return rows
 
     def _conform(self, served, inputs: dict) -> tuple:

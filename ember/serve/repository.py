@@ -18,7 +18,7 @@ from ember.serve.runtime import load_runtime
 from ember.serve.signature import load_signature
 from ember.serve.text import TextClassifierIO
 from ember.serve.untrusted import decimal_int
-from ember.serve.version_check import check_version
+from ember.serve.version_check import check_version, tied_dimensions
 
 log = logging.getLogger("ember.serve")
 _UNLOAD_GRACE_SECONDS = 30.0  # requests already holding a removed version finish on it
@@ -39,6 +39,7 @@ class ServedVersion:
         self.signature = load_signature(folder)
         self.runtime = load_runtime(folder, self.signature, model_config.runtime, model_config.intra_op_threads)
         check_version(self.signature, self.runtime)  # before anything goes live: raises InconsistentVersion
+        self.tied_dimensions = tied_dimensions(self.signature, self.runtime)
         self.text = TextClassifierIO(folder, self.signature) if self.signature.tokenizer else None
         self.metrics = metrics.for_version(name, version)
         self.batcher = Batcher(self.runtime.run, model_config.batching, on_batch=self.metrics.batch_size.observe)

@@ -68,6 +68,14 @@ def test_content_length_must_be_ascii_digits(app):
         orjson.loads(answer)["error"]
 
 
+def test_sizes_the_model_ties_must_agree(app):
+    status, answer = infer(app, [{"name": "input_ids", "shape": [1, 4], "datatype": "INT64", "data": [2, 3, 2, 3]},
+                                 {"name": "attention_mask", "shape": [1, 2], "datatype": "INT64", "data": [1, 1]}],
+                           "/v2/models/text/infer")
+    assert (status, answer["error"]) == (
+        400, "the model takes one size for 'input_ids' dimension 1, 'attention_mask' dimension 1; got [4, 2]")
+
+
 def test_an_input_named_twice_is_refused(app):
     tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
     status, answer = infer(app, [tensor, tensor])

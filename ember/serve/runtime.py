@@ -1,9 +1,11 @@
 """Runtimes: run an exported model on named numpy arrays. ONNX Runtime for model.onnx, torch for model.pt2.
 
 Each runtime also says what its model file declares (`inputs`, `outputs`: TensorSpecs, -1 for a dynamic
-dimension), so a version whose file contradicts its signature.json is refused before it goes live
-(version_check.py), and tells a refusal of this input's values (InputRejected: the client's 400) from a
-failure of its own (any other exception: the server's 500).
+dimension; `input_dimension_names`: the symbols of those dimensions), so a version whose file contradicts
+its signature.json is refused before it goes live (version_check.py). Once a version has run a batch built
+from its signature, a failure on a request's input is that input's doing (InputRejected: the client's
+400: a token id out of the embedding, sequences of different lengths), unless the process ran out of
+memory (any other exception: the server's 500).
 """
 from pathlib import Path
 
@@ -20,8 +22,13 @@ _ONNX_TYPES = {f"tensor({onnx})": np.dtype(numpy) for onnx, numpy in {
 
 
 class InputRejected(Exception):
-    """The runtime refused the values of an input that has the signature's names, dtypes and shapes
-    (an index out of an embedding's range, a length over the model's bound): the client's mistake."""
+    """The model failed on an input that has the signature's names, dtypes and shapes (an index out of an
+    embedding's range, a length over the model's bound): the client's mistake."""
+
+
+def _out_of_memory(error: Exception) -> bool:
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or "allocat" in text or "out of memory" in text
 
 
 class OnnxRuntime:
@@ -33,7 +40,7 @@ class OnnxRuntime:
 
     def __init__(self, path: Path, intra_op_threads: int = 0):
         import onnxruntime as ort
-        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
@@ -41,14 +48,20 @@ class OnnxRuntime:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._output_names = [o.name for o in self._session.get_outputs()]
-        self._invalid_argument = InvalidArgument  # ONNX Runtime's "these values are not valid for the graph"
+        # ONNX Runtime's errors of the computation (a node failing, a value invalid for the graph); the others
+        # (RuntimeException, EPFail, ...) are the runtime's own.
+        self._computation_errors = (Fail, InvalidArgument)
         self.inputs = [_onnx_spec(path, node) for node in self._session.get_inputs()]
         self.outputs = [_onnx_spec(path, node) for node in self._session.get_outputs()]
+        self.input_dimension_names = [tuple(d if isinstance(d, str) else None for d in node.shape or ())
+                                      for node in self._session.get_inputs()]
 
     def run(self, inputs: dict) -> dict:
         try:
             return dict(zip(self._output_names, self._session.run(self._output_names, inputs)))
-        except self._invalid_argument as error:
+        except self._computation_errors as error:
+            if _out_of_memory(error):
+                raise
             raise InputRejected(last_line(error)) from error
 
 
@@ -78,17 +91,20 @@ class TorchProgramRuntime:
         self._module = program.module()
         self._input_names = input_names
         self._output_names = output_names
-        self.inputs, self.outputs = _program_specs(program)
+        placeholders, outputs = _program_tensors(program)
+        self.inputs, self.outputs = [_fake_spec(n) for n in placeholders], [_fake_spec(n) for n in outputs]
+        self.input_dimension_names = [tuple(None if isinstance(d, int) else str(d) for d in n.meta["val"].shape)
+                                      for n in placeholders]
 
     def run(self, inputs: dict) -> dict:
         torch = self._torch
         try:
             with torch.inference_mode():
                 result = self._module(*(torch.from_numpy(inputs[name]) for name in self._input_names))
-        except IndexError as error:  # an index (token id) out of an embedding's range
-            raise InputRejected(last_line(error)) from error
-        except AssertionError as error:
-            if "Guard failed" not in str(error):  # a shape outside the program's range (e.g. batch <= 65536)
+        # IndexError: a token id out of an embedding; AssertionError: a guard (a length past the program's
+        # range); RuntimeError: sizes that do not broadcast, or the allocator
+        except (IndexError, AssertionError, RuntimeError, ValueError) as error:
+            if _out_of_memory(error):
                 raise
             raise InputRejected(last_line(error)) from error
         if isinstance(result, torch.Tensor):
@@ -98,9 +114,9 @@ class TorchProgramRuntime:
         return {name: tensor.numpy() for name, tensor in zip(self._output_names, result)}
 
 
-def _program_specs(program) -> tuple:
-    """The program's user inputs and outputs as TensorSpecs (named as in the program: positions matter here,
-    the runtime passes inputs in signature order)."""
+def _program_tensors(program) -> tuple:
+    """The graph nodes of the program's user inputs and outputs (named as in the program: positions matter
+    here, the runtime passes inputs in signature order)."""
     from torch.export.graph_signature import InputKind
 
     user_inputs = {spec.arg.name for spec in program.graph_signature.input_specs if spec.kind == InputKind.USER_INPUT}
@@ -109,7 +125,7 @@ def _program_specs(program) -> tuple:
     user_outputs = {spec.arg.name for spec in program.graph_signature.output_specs
                     if spec.kind.name == "USER_OUTPUT" and hasattr(spec.arg, "name")}
     outputs = [node for node in output_node.args[0] if getattr(node, "name", None) in user_outputs]
-    return [_fake_spec(node) for node in placeholders], [_fake_spec(node) for node in outputs]
+    return placeholders, outputs
 
 
 def _fake_spec(node) -> TensorSpec:

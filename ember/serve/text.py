@@ -3,6 +3,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ember.serve.untrusted import is_int, short_repr
+
 
 class TextClassifierIO:
     """Tokenizes a request's strings into input_ids/attention_mask and turns outputs into labels."""
@@ -11,10 +13,16 @@ class TextClassifierIO:
         from tokenizers import Tokenizer
 
         settings = signature.tokenizer
-        if not isinstance(settings, dict) or "file" not in settings:
-            raise ValueError(f"{folder}/signature.json: \"tokenizer\" must be {{\"file\": ..., \"max_length\": ...}}")
-        self._tokenizer = Tokenizer.from_file(str(Path(folder) / settings["file"]))
-        self._tokenizer.enable_truncation(int(settings.get("max_length", 512)))
+        file, max_length = settings.get("file"), settings.get("max_length", 512)
+        # The file is one beside signature.json: a signature may not point the server at other files.
+        if not isinstance(file, str) or Path(file).name != file or file in ("", ".", ".."):
+            raise ValueError(f"{folder}/signature.json: \"tokenizer\": expected \"file\": the name of a file in "
+                             f"{folder}, got {short_repr(file)}")
+        if not is_int(max_length) or max_length < 1:
+            raise ValueError(f"{folder}/signature.json: \"tokenizer\": expected \"max_length\": an integer >= 1, "
+                             f"got {short_repr(max_length)}")
+        self._tokenizer = Tokenizer.from_file(str(Path(folder) / file))
+        self._tokenizer.enable_truncation(max_length)
         if self._tokenizer.padding is None:  # keep the file's pad id (not 0 for e.g. RoBERTa)
             self._tokenizer.enable_padding()  # to the longest string of the request
         self._input_names = signature.input_names

@@ -5,7 +5,13 @@ default; every good request then failed. `check_version` compares what the runti
 the signature (names, dtypes, ranks, fixed dimensions), then runs a batch of zeros shaped as the signature
 says and checks the outputs the same way. The repository calls it before a version is AVAILABLE: on
 failure the version is reported (state END, this message) and the previous version stays the default.
+
+`tied_dimensions` reads what signature.json cannot say: which variable dimensions the model gives one
+size (input_ids and attention_mask share their sequence length), so the data plane refuses a request
+whose sizes differ there by name, instead of the model failing inside.
 """
+from collections import defaultdict
+
 import numpy as np
 
 from ember.serve.errors import last_line
@@ -41,6 +47,18 @@ def _compare(kind: str, promised: tuple, declared: list, runtime) -> list:
                     f"{[s.name for s in declared]}"]
         pairs = [(spec, by_name[spec.name]) for spec in promised]
     return [problem for spec, model in pairs if (problem := _mismatch(kind, spec, model, runtime.file_name))]
+
+
+def tied_dimensions(signature, runtime) -> tuple:
+    """Groups of (signature input name, axis), beyond the batch axis, that the model file names with one
+    symbol. Call after check_version, which pairs the file's inputs with the signature's."""
+    names = [spec.name for spec in (signature.inputs if runtime.binds_by_position else runtime.inputs)]
+    groups = defaultdict(list)
+    for name, symbols in zip(names, runtime.input_dimension_names):
+        for axis, symbol in enumerate(symbols):
+            if symbol is not None and axis > 0:
+                groups[symbol].append((name, axis))
+    return tuple(tuple(group) for group in groups.values() if len(group) > 1)
 
 
 def _mismatch(kind: str, spec, model, file_name: str) -> str | None:

@@ -7,7 +7,7 @@ from onnx import TensorProto, helper
 from ember.serve.runtime import load_runtime
 from ember.serve.signature import load_signature
 from ember.serve.testing import exported, write_signature
-from ember.serve.version_check import InconsistentVersion, check_version
+from ember.serve.version_check import InconsistentVersion, check_version, tied_dimensions
 
 TINY_OUTPUT = [{"name": "output", "dtype": "float32", "shape": [-1, 3]}]
 
@@ -87,3 +87,10 @@ def test_an_output_without_the_batch_rows_is_named(tmp_path):
     signature, loaded = onnx_version(tmp_path, node, {"starts": [1, 0], "ends": [2 ** 62, 3]})
     with pytest.raises(InconsistentVersion, match=r"answered a batch of 2 rows .* with output 'Y' float32 \[1, 3\]"):
         check_version(signature, loaded)
+
+
+def test_the_dimensions_a_model_ties_are_read_from_its_file():
+    text = load_signature(exported("text"))
+    assert tied_dimensions(text, load_runtime(exported("text"), text)) == ((("input_ids", 1), ("attention_mask", 1)),)
+    tiny = load_signature(exported("tiny"))
+    assert tied_dimensions(tiny, load_runtime(exported("tiny"), tiny, "torch")) == ()
