@@ -1,40 +1,26 @@
 """Hot reload under load: a new version becomes the default without a failed request; a broken one is reported."""
 import json
 import shutil
-import threading
 import time
 
 import httpx
 import pytest
 
-from ember.serve.testing import ServerProcess, exported
+from ember.serve.testing import BackToBackClients, ServerProcess, exported
 
 BODY = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]}
 
 
-class Clients:
-    """A few clients sending requests back to back until stopped; they record (status, version)."""
+class Clients(BackToBackClients):
+    """Two clients sending requests back to back until stopped; they record (status, version)."""
 
-    def __init__(self, url: str, count: int = 2):
-        self.url, self.answers, self._stop = url, [], threading.Event()
-        self._threads = [threading.Thread(target=self._send) for _ in range(count)]
+    def __init__(self, url: str):
+        super().__init__(url, "/v2/models/tiny/infer", BODY)
 
-    def _send(self):
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while not self._stop.is_set():
-                response = client.post("/v2/models/tiny/infer", json=BODY)
-                version = response.json().get("model_version") if response.status_code == 200 else response.text
-                self.answers.append((response.status_code, version))
-
-    def __enter__(self):
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
+    def record(self, started, seconds, answer):
+        if not isinstance(answer, httpx.Response):
+            return None, repr(answer)
+        return answer.status_code, answer.json().get("model_version") if answer.status_code == 200 else answer.text
 
     def wait_for_version(self, version: str, timeout: float = 60.0):
         deadline = time.monotonic() + timeout

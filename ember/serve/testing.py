@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -173,6 +174,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class BackToBackClients:
+    """`count` keep-alive clients posting `body` (JSON) to `path` back to back until the context ends.
+    `answers` holds `record(started, seconds, answer)` of each request, the answer an httpx.Response or the
+    httpx.HTTPError it ended in; subclasses record what their test needs."""
+
+    def __init__(self, url: str, path: str, body, count: int = 2):
+        self.url, self.path, self.body, self.answers = url, path, body, []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._send) for _ in range(count)]
+
+    def record(self, started: float, seconds: float, answer):
+        return started, seconds, answer
+
+    def _send(self):
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    answer = client.post(self.path, json=self.body)
+                except httpx.HTTPError as error:
+                    answer = error
+                self.answers.append(self.record(started, time.monotonic() - started, answer))
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
 
 
 class ServerProcess:
