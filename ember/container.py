@@ -21,6 +21,9 @@ from safetensors.torch import load as load_safetensors
 from ember.io import atomic_write
 
 PICKLE_MAGIC = b"\x80"  # pickle protocol 2 and later start with PROTO
+# zipfile's many ways of finding a damaged archive
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError,
+               OverflowError)
 
 
 class FileFormatError(ValueError):
@@ -56,8 +59,17 @@ def read_members(path, data: bytes, expected: set, error=FileFormatError, what="
             return {info.filename: archive.read(info) for info in infos}
     except error:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError,
-            OverflowError) as failure:  # zipfile's many ways of finding a damaged archive
+    except _ZIP_ERRORS as failure:
+        raise error(f"{path} is corrupt or truncated ({type(failure).__name__}: {failure}); expected an "
+                    f"ember {what}") from failure
+
+
+def member_names(path, data: bytes, error=FileFormatError, what="file") -> set:
+    """The names in a zip (to tell what kind of file it is before reading it as one)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return set(archive.namelist())
+    except _ZIP_ERRORS as failure:
         raise error(f"{path} is corrupt or truncated ({type(failure).__name__}: {failure}); expected an "
                     f"ember {what}") from failure
 

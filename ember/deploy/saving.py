@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from ember.container import FileFormatError, parse_json_object, parse_safetensors, read_members, \
+from ember.container import FileFormatError, member_names, parse_json_object, parse_safetensors, read_members, \
     write_container
 from ember.distributed import is_sharded
 from ember.io import atomic_write_bytes
@@ -169,11 +169,7 @@ def _read_bytes(path):
 
 def _read_archive(path, data=None):
     data = data if data is not None else _read_bytes(path)
-    try:
-        names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
-        raise ModelFileError(f"{path} is corrupt or truncated ({type(error).__name__}: {error}); "
-                             "expected an ember model file written by model.save()") from error
+    names = member_names(path, data, ModelFileError, "model file written by model.save()")
     if "ember.json" not in names:
         if any(n.endswith(".pkl") for n in names):
             raise ModelFileError(f"{path} is a torch.save() archive (pickled): ember never unpickles; "

@@ -115,6 +115,28 @@ class DataParallel(SingleProcess):
         return reduced
 
 
+    def gather_to_main(self, value) -> list:
+        if not self.grouped:
+            return [value]
+        gathered = [None] * self.world_size if self.is_main else None
+        dist.gather_object(value, gathered, dst=0)
+        return gathered
+
+    def broadcast_from_main(self, value):
+        if not self.grouped:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def all_true(self, flag: bool) -> bool:
+        if not self.grouped:
+            return flag
+        agreed = torch.tensor(int(flag), device=self._comm_device())
+        dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+        return bool(agreed)
+
+
 class RankShares:
     """Re-iterable over a loader's global batches that yields this rank's share of each."""
 

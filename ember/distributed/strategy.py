@@ -43,6 +43,19 @@ class SingleProcess:
         """The metric to read results from (across processes: one with summed state)."""
         return metric
 
+    # Exchanges between processes that backups need (every process must call them).
+    def gather_to_main(self, value) -> list:
+        """Every process's `value` in rank order, on the main process (None elsewhere)."""
+        return [value]
+
+    def broadcast_from_main(self, value):
+        """The main process's `value`, on every process."""
+        return value
+
+    def all_true(self, flag: bool) -> bool:
+        """Whether `flag` holds in every process."""
+        return flag
+
 
 def get_strategy(strategy):
     """A strategy object from None, "single", "ddp", "fsdp" or an instance."""
