@@ -8,7 +8,7 @@ import sys
 
 _EXPORTS = {
     "DDP": "ember.distributed.ddp", "FSDP": "ember.distributed.fsdp",
-    "SingleProcess": "ember.distributed.strategy", "get_strategy": "ember.distributed.strategy",
+    "SingleProcess": "ember.distributed.strategy", "get_strategy": "ember.distributed.registry",
     "save_checkpoint": "ember.distributed.checkpoint", "load_checkpoint": "ember.distributed.checkpoint",
     "gather_state_dict": "ember.distributed.checkpoint", "scatter_state_dict": "ember.distributed.checkpoint",
     "CheckpointMismatchError": "ember.distributed.checkpoint", "CheckpointFileError": "ember.distributed.checkpoint",

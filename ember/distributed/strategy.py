@@ -55,22 +55,3 @@ class SingleProcess:
     def all_true(self, flag: bool) -> bool:
         """Whether `flag` holds in every process."""
         return flag
-
-
-def get_strategy(strategy):
-    """A strategy object from None, "single", "ddp", "fsdp" or an instance."""
-    from ember.distributed.ddp import DDP
-    from ember.distributed.fsdp import FSDP
-
-    known = {"single": SingleProcess, "ddp": DDP, "fsdp": FSDP}
-    if strategy is None:
-        return SingleProcess()
-    if isinstance(strategy, str):
-        if strategy.lower() not in known:
-            raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(repr(k) for k in known)}, "
-                             "or an instance such as ember.distributed.FSDP(cpu_offload=True)")
-        return known[strategy.lower()]()
-    if not isinstance(strategy, SingleProcess):
-        raise TypeError(f"strategy must be one of {', '.join(repr(k) for k in known)} or an ember.distributed "
-                        f"strategy (DDP(), FSDP(...)), got {type(strategy).__name__}")
-    return strategy

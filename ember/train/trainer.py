@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ember.define.errors import ShapeError
-from ember.distributed.strategy import SingleProcess, get_strategy
+from ember.distributed.registry import get_strategy
+from ember.distributed.strategy import SingleProcess
 from ember.train.callbacks.base import CallbackList, LazyLogs
 from ember.train.callbacks.history import History
 from ember.train.callbacks.progress import ProgressBar
