@@ -73,7 +73,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # -- the request head's size ---------------------------------------------------------------------
     def data_received(self, data: bytes):
         # A head is fed to the parser in pieces that keep it within max_header_bytes, so httptools never
-        # buffers more; once the head is complete, the rest of the data (the body) goes in whole.
+        # buffers more; once the head is complete, the rest of the data (the body) goes in whole. (A head
+        # pipelined behind a body in the same read is not counted; reads are at most 256 KiB.)
         while self._in_head and data:
             room = self.limits.max_header_bytes - self._head_bytes
             if room <= 0:
