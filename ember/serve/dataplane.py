@@ -9,7 +9,7 @@ from ember.serve.batching import QueueFull
 from ember.serve.errors import BadRequest, InternalError, ServeError, Unavailable, last_line
 from ember.serve.offload import decode_off_loop
 from ember.serve.runtime import InputRejected
-from ember.serve.untrusted import decimal_int
+from ember.serve.untrusted import decimal_int, short_repr
 
 log = logging.getLogger("ember.serve")
 
@@ -105,7 +105,7 @@ class DataPlane:
         unknown = [n for n in layouts if n not in signature.input_names]
         if missing or unknown:
             raise BadRequest(f"model {served.name!r} takes inputs {self._expected(served)}; "
-                             f"missing {missing}, unknown {unknown}")
+                             f"missing {short_repr(missing)}, unknown {short_repr(unknown)}")
         rows = None
         for spec in signature.inputs:
             dtype, shape = layouts[spec.name]

@@ -7,6 +7,7 @@ elements as a 4-byte length then the bytes). Outputs come back the same way when
 """
 import math
 import struct
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from ember.serve.errors import BadRequest
 from ember.serve.httpio import ERROR_RESPONSES, json_array, json_response, parse_json, read_body
 from ember.serve.offload import decode_off_loop
 from ember.serve.signature import NUMPY_TO_V2, V2_DATATYPES
-from ember.serve.untrusted import decimal_int, is_int, tensor_shape
+from ember.serve.untrusted import decimal_int, is_int, short_repr, tensor_shape
 
 _HEADER_LENGTH = "inference-header-content-length"
 _TENSOR = {"type": "object", "required": ["name", "shape", "datatype"],
@@ -112,10 +113,14 @@ def _decode_request(dataplane, served, body: bytes, header_length: str | None) -
     payload = parse_json(header, 'an object {"inputs": [{"name", "shape", "datatype", "data"}]}')
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
         raise BadRequest('expected a JSON object with "inputs": a non-empty list of {name, shape, datatype, data}')
+    takes = len(served.signature.inputs)
+    if len(payload["inputs"]) > takes:  # before reading each of (maybe) hundreds of thousands
+        raise BadRequest(f"model {served.name!r} takes {takes} input(s) "
+                         f"({', '.join(served.signature.input_names)}); got {len(payload['inputs'])}")
     declared = [_declare(entry, len(body)) for entry in payload["inputs"]]
-    names = [d.name for d in declared]
-    if len(set(names)) != len(names):
-        raise BadRequest(f"each input may appear once; got {sorted({n for n in names if names.count(n) > 1})} twice")
+    twice = sorted(name for name, count in Counter(d.name for d in declared).items() if count > 1)
+    if twice:
+        raise BadRequest(f"each input may appear once; got {short_repr(twice)} twice")
     if served.text is not None and len(declared) == 1 and declared[0].datatype == "BYTES":
         text = declared[0]
         if len(text.shape) != 1:

@@ -77,9 +77,15 @@ def test_sizes_the_model_ties_must_agree(app):
 
 
 def test_an_input_named_twice_is_refused(app):
+    ids = {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [2, 3]}
+    status, answer = infer(app, [ids, ids], "/v2/models/text/infer")
+    assert status == 400 and answer["error"] == "each input may appear once; got ['input_ids'] twice"
+
+
+def test_more_inputs_than_the_model_takes_are_refused_before_each_is_read(app):
     tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
-    status, answer = infer(app, [tensor, tensor])
-    assert status == 400 and answer["error"] == "each input may appear once; got ['input'] twice"
+    status, answer = infer(app, [tensor, {**tensor, "name": "other"}])
+    assert (status, answer["error"]) == (400, "model 'tiny' takes 1 input(s) (input); got 2")
 
 
 def test_bytes_elements_beyond_the_declared_shape_are_refused(app):
