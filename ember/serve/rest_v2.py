@@ -226,7 +226,11 @@ def _encode_outputs(served, payload: dict, outputs: dict) -> Response:
     elif isinstance(requested, list) and all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested):
         unknown = [o["name"] for o in requested if o["name"] not in outputs]
         if unknown:
-            raise BadRequest(f"unknown output(s) {unknown}; this model has {list(outputs)}")
+            raise BadRequest(f"unknown output(s) {short_repr(unknown)}; this model has {list(outputs)}")
+        # Each at most once: an output asked for 100,000 times in a few bytes each would be sent as often.
+        twice = sorted(name for name, count in Counter(o["name"] for o in requested).items() if count > 1)
+        if twice:
+            raise BadRequest(f"each output may be asked for once; got {twice} more than once")
         wanted = [(o["name"], _parameters(o).get("binary_data", binary_default) is True) for o in requested]
     else:
         raise BadRequest('"outputs": expected a list of {"name": output name, "parameters": {...}}')

@@ -88,6 +88,14 @@ def test_more_inputs_than_the_model_takes_are_refused_before_each_is_read(app):
     assert (status, answer["error"]) == (400, "model 'tiny' takes 1 input(s) (input); got 2")
 
 
+def test_an_output_asked_for_twice_is_refused(app):
+    request = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+               "outputs": [{"name": "output"}] * 100_000}  # 1.7 MB asking for 100,000 copies of the output
+    status, _, answer = app.request("POST", TINY, orjson.dumps(request))
+    assert (status, orjson.loads(answer)["error"]) == (400, "each output may be asked for once; got ['output'] more "
+                                                            "than once")
+
+
 def test_bytes_elements_beyond_the_declared_shape_are_refused(app):
     elements = b"".join(struct.pack("<I", 1) + b"a" for _ in range(3))
     body, headers = binary_request([{"name": "text", "shape": [1], "datatype": "BYTES",
