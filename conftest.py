@@ -5,6 +5,14 @@ import pytest
 
 os.environ.setdefault("EMBER_QUICK", "1")
 
+try:  # the fuzz tests' examples are drawn afresh each run: no .hypothesis/ database in the checkout
+    from hypothesis import settings
+
+    settings.register_profile("ember", database=None)
+    settings.load_profile("ember")
+except ImportError:
+    pass
+
 
 @pytest.fixture(autouse=True)
 def _channels_first_default():
