@@ -19,9 +19,16 @@ from ember.container import parse_json_object
 from ember.deploy.saving import ModelFileError
 from ember.keras.archive import ZIP_ERRORS, read_members
 from ember.keras.hdf5 import H5File
+from ember.keras.isolation import run_forked
 from ember.keras.model_config import describe
 
 ZIP_MAGIC = b"PK\x03\x04"
+# What the child reading an HDF5 file may allocate and take: the arrays (at most the file's size,
+# ember/keras/hdf5.py), their encoding for the pipe, HDF5's caches; parsing runs at hundreds of MB/s.
+HDF5_MEMORY_PER_BYTE = 4
+HDF5_MEMORY_ALLOWANCE = 256 << 20
+HDF5_SECONDS = 30
+HDF5_BYTES_PER_SECOND = 16 << 20
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
@@ -86,48 +93,73 @@ def _read_keras_zip(path):
     if not isinstance(version, str):
         raise ModelFileError(f"{path}: metadata.json's keras_version must be a string such as \"3.15.1\", found "
                              f"{describe(version)}")
-    with H5File(members["model.weights.h5"], f"model.weights.h5 inside {path}") as h5:
-        weights = _read_keras3_weights(h5)
-    return KerasFile(str(path), "keras", config, version, weights)
+    weights = _read_hdf5(members["model.weights.h5"], f"model.weights.h5 inside {path}", _keras3_weights)
+    return KerasFile(str(path), "keras", config, version, _weights(weights, path))
 
 
 def _read_h5(path, data):
-    with H5File(data, str(path)) as h5:
-        version = h5.text(h5.root, "keras_version") or ""
-        model_config = h5.text(h5.root, "model_config")
-        if model_config is not None:
-            config = parse_json_object(model_config.encode("utf-8", "replace"), path, "attribute model_config",
-                                       ModelFileError)
-            weights = _read_legacy_weights(h5, h5.group(h5.root, "model_weights"))
-            return KerasFile(str(path), "h5", config, version, weights)
-        if h5.attribute(h5.root, "layer_names") is not None:
-            return KerasFile(str(path), "weights", None, version, _read_legacy_weights(h5, h5.root))
-        if h5.has(h5.root, "layers"):
-            return KerasFile(str(path), "weights", None, "3", _read_keras3_weights(h5))
-    raise ModelFileError(f"{path} is an HDF5 file but not a Keras one: no 'model_config', 'layer_names' or "
+    contents = _read_hdf5(data, str(path), _h5_contents)
+    config = contents["config"]
+    if config is not None:
+        config = parse_json_object(config.encode("utf-8", "replace"), path, "attribute model_config", ModelFileError)
+    return KerasFile(str(path), contents["kind"], config, contents["version"], _weights(contents["weights"], path))
+
+
+def _read_hdf5(data, source, contents):
+    """contents(h5) of an HDF5 file, read in a forked child whose memory and time are bounded by
+    the file's size (ember/keras/isolation.py: libhdf5 itself allocates what a file declares)."""
+    def read():
+        with H5File(data, source) as h5:
+            return contents(h5)
+
+    return run_forked(read, memory=HDF5_MEMORY_PER_BYTE * len(data) + HDF5_MEMORY_ALLOWANCE,
+                      seconds=HDF5_SECONDS + len(data) / HDF5_BYTES_PER_SECOND, source=source)
+
+
+def _h5_contents(h5):
+    """A legacy model, a legacy weights file or a Keras 3 weights file, as plain values."""
+    version = h5.text(h5.root, "keras_version") or ""
+    model_config = h5.text(h5.root, "model_config")
+    if model_config is not None:
+        weights = _legacy_weights(h5, h5.group(h5.root, "model_weights"))
+        return {"kind": "h5", "config": model_config, "version": version, "weights": weights}
+    if h5.attribute(h5.root, "layer_names") is not None:
+        return {"kind": "weights", "config": None, "version": version, "weights": _legacy_weights(h5, h5.root)}
+    if h5.has(h5.root, "layers"):
+        return {"kind": "weights", "config": None, "version": "3", "weights": _keras3_weights(h5)}
+    raise ModelFileError(f"{h5.source} is an HDF5 file but not a Keras one: no 'model_config', 'layer_names' or "
                          "'layers' inside")
 
 
-def _read_legacy_weights(h5, group):
-    weights = KerasWeights()
+def _weights(contents, path):
+    """KerasWeights from the plain values the reading child returned."""
+    try:
+        return KerasWeights(by_name=dict(contents["by_name"]), by_path=dict(contents["by_path"]),
+                            ordered=[(name, arrays) for name, arrays in contents["ordered"]])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"reading {path} returned malformed weights ({error})") from error
+
+
+def _legacy_weights(h5, group):
+    weights = {"by_name": {}, "by_path": {}, "ordered": []}
     for name in h5.texts(group, "layer_names") or []:
         layer_group = h5.lookup(group, name)
         arrays = [h5.array(h5.lookup(layer_group, weight)) for weight in h5.texts(layer_group, "weight_names") or []]
-        weights.by_name[name] = arrays
-        weights.ordered.append((name, arrays))
+        weights["by_name"][name] = arrays
+        weights["ordered"].append([name, arrays])
     return weights
 
 
-def _read_keras3_weights(h5):
-    weights = KerasWeights()
+def _keras3_weights(h5):
+    weights = {"by_name": {}, "by_path": {}, "ordered": []}
     if not h5.has(h5.root, "layers"):
         return weights
     for key, group in h5.subgroups(h5.group(h5.root, "layers"), depth=1):
         arrays = _vars_in(h5, group, depth=2)
-        weights.by_path[f"layers/{key}"] = arrays
+        weights["by_path"][f"layers/{key}"] = arrays
         name = h5.text(h5.group(group, "vars"), "name") if h5.has(group, "vars") else None
         if name is not None:
-            weights.by_name[name] = arrays
+            weights["by_name"][name] = arrays
     return weights
 
 

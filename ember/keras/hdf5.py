@@ -19,6 +19,10 @@ import numpy as np
 
 from ember.deploy.saving import ModelFileError
 
+# What h5py raises on a damaged file: HDF5's errors as OSError, KeyError, ValueError or
+# RuntimeError, TypeError for an object of an unexpected kind, OverflowError from its
+# file-object driver asked to read at an address beyond 2**63.
+H5PY_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, OverflowError)
 NUMERIC_KINDS = "fiub"  # float, int, unsigned, bool: what Keras stores its variables as
 MAX_DEPTH = 32  # group nesting; Keras nests a few levels (layers/bidirectional/forward_layer/cell/vars)
 
@@ -48,7 +52,7 @@ class H5File:
             # From memory (h5py's file-object driver), never by path: HDF5 then has no
             # directory in which to resolve relative names of other files.
             self._file = h5py.File(io.BytesIO(data), "r")
-        except (OSError, ValueError, RuntimeError) as error:
+        except H5PY_ERRORS as error:
             raise ModelFileError(f"{source} is not a readable HDF5 file, corrupt or truncated ({error})") from error
         self.root = self._file
 
@@ -84,10 +88,10 @@ class H5File:
         parts = path.split("/")
         if any(part in ("", ".") for part in parts):
             raise ModelFileError(f"{self.source}: expected a relative HDF5 path such as 'dense/kernel:0', "
-                                 f"found {path!r} under {group.name}")
+                                 f"found {path!r} under {name_of(group)}")
         for depth, part in enumerate(parts):
             if depth and not self.is_group(group):
-                raise ModelFileError(f"{self.source}: {group.name} is a dataset, expected a group holding "
+                raise ModelFileError(f"{self.source}: {name_of(group)} is a dataset, expected a group holding "
                                      f"'{'/'.join(parts[depth:])}'")
             group = self.child(group, part)
         return group
@@ -97,7 +101,7 @@ class H5File:
         levels down. A group reached a second time is refused: Keras writes a tree, and a cycle
         or a lattice of links would make the walk endless or exponential."""
         if depth > MAX_DEPTH:
-            raise ModelFileError(f"{self.source}: groups nest deeper than {MAX_DEPTH} levels at {group.name}")
+            raise ModelFileError(f"{self.source}: groups nest deeper than {MAX_DEPTH} levels at {name_of(group)}")
         names = self._guard(lambda: list(group.keys()), group)
         children = [(name, self.child(group, name)) for name in names]
         subgroups = [(name, child) for name, child in children if self.is_group(child)]
@@ -112,15 +116,15 @@ class H5File:
         """The subgroup `name` of `group`; a dataset there is refused."""
         child = self.child(group, name)
         if not self.is_group(child):
-            raise ModelFileError(f"{self.source}: expected a group at {child.name}, found a dataset")
+            raise ModelFileError(f"{self.source}: expected a group at {name_of(child)}, found a dataset")
         return child
 
     # --- data ------------------------------------------------------------------------------------
     def array(self, dataset) -> np.ndarray:
         """The dataset's values, once its storage is known to be in this file and to hold them."""
         if self.is_group(dataset):
-            raise ModelFileError(f"{self.source}: expected a dataset at {dataset.name}, found a group")
-        where = f"{self.source}: dataset {dataset.name}"
+            raise ModelFileError(f"{self.source}: expected a dataset at {name_of(dataset)}, found a group")
+        where = f"{self.source}: dataset {name_of(dataset)}"
 
         def read():
             if dataset.id.get_create_plist().get_external_count() > 0:
@@ -141,7 +145,7 @@ class H5File:
                 raise ModelFileError(f"{where} declares {declared} bytes ({shape} of {dtype}) but the file "
                                      f"stores {stored} bytes of it: its values are not in the file (Keras writes "
                                      "weights uncompressed)")
-            self._visit(dataset, dataset.name)
+            self._visit(dataset, name_of(dataset))
             self._spend(declared, where)
             return dataset[()]
 
@@ -158,9 +162,9 @@ class H5File:
             declared = count * attribute_id.dtype.itemsize
             # (HDF5 reports an empty attribute's storage size as an error: ask only for a non-empty one.)
             if declared and declared > attribute_id.get_storage_size():
-                raise ModelFileError(f"{self.source}: attribute '{name}' of {obj.name} declares {declared} bytes "
+                raise ModelFileError(f"{self.source}: attribute '{name}' of {name_of(obj)} declares {declared} bytes "
                                      f"but stores {attribute_id.get_storage_size()}")
-            self._spend(declared, f"{self.source}: attribute '{name}' of {obj.name}")
+            self._spend(declared, f"{self.source}: attribute '{name}' of {name_of(obj)}")
             return obj.attrs[name]
 
         return self._guard(read, obj, name)
@@ -172,7 +176,7 @@ class H5File:
             return None
         if isinstance(value, np.ndarray) and value.shape == ():
             value = value[()]
-        return self._decode(value, f"attribute '{name}' of {obj.name}")
+        return self._decode(value, f"attribute '{name}' of {name_of(obj)}")
 
     def texts(self, obj, name: str):
         """A list-of-strings attribute (Keras' `layer_names`, `weight_names`), None when absent."""
@@ -180,14 +184,14 @@ class H5File:
         if value is None:
             return None
         if not isinstance(value, np.ndarray) or value.ndim != 1:
-            raise ModelFileError(f"{self.source}: attribute '{name}' of {obj.name} must be a list of names, found "
+            raise ModelFileError(f"{self.source}: attribute '{name}' of {name_of(obj)} must be a list of names, found "
                                  f"{type(value).__name__} {_short(value)}")
-        return [self._decode(item, f"attribute '{name}' of {obj.name}") for item in value]
+        return [self._decode(item, f"attribute '{name}' of {name_of(obj)}") for item in value]
 
     # --- helpers -----------------------------------------------------------------------------------
     def _link(self, group, name):
         if not isinstance(name, str) or not name or "/" in name:
-            raise ModelFileError(f"{self.source}: expected one HDF5 link name under {group.name}, found {name!r}")
+            raise ModelFileError(f"{self.source}: expected one HDF5 link name under {name_of(group)}, found {name!r}")
         return self._guard(lambda: group.get(name, getlink=True), group, name)
 
     def _visit(self, obj, path):
@@ -213,7 +217,7 @@ class H5File:
         raise ModelFileError(f"{self.source}: {what} must be text, found {type(value).__name__} {_short(value)}")
 
     def _path(self, group, name):
-        return f"{group.name.rstrip('/')}/{name}"
+        return f"{name_of(group).rstrip('/')}/{name}"
 
     def _guard(self, read, obj, name=None):
         """Run an h5py call; HDF5's errors on a damaged file become ModelFileError naming the object."""
@@ -221,10 +225,18 @@ class H5File:
             return read()
         except ModelFileError:
             raise
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
-            where = self._path(obj, name) if name else obj.name
+        except H5PY_ERRORS as error:
+            where = self._path(obj, name) if name else name_of(obj)
             raise ModelFileError(f"{self.source} is corrupt or truncated at {where} "
                                  f"({type(error).__name__}: {error})") from error
+
+
+def name_of(obj) -> str:
+    """The object's path in the file, for messages (asking HDF5 may itself fail on a damaged file)."""
+    try:
+        return obj.name
+    except H5PY_ERRORS:
+        return "(an object whose name HDF5 cannot read)"
 
 
 def _short(value, limit=60):

@@ -1,8 +1,12 @@
 """HDF5 inside Keras files points only at itself: external storage, virtual datasets,
 external and soft links are refused; declared sizes are checked before anything is allocated."""
 import json
+import os
 import re
+import signal
+import time
 import types
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -188,3 +192,33 @@ def test_weights_of_a_real_keras_file_read_as_before(tmp_path):
     weights = read_keras_file(path).weights
     assert list(weights.by_name) == ["dense"] and list(weights.by_path) == ["layers/dense"]
     np.testing.assert_array_equal(weights.by_name["dense"][0], KERNEL)
+
+
+TF_KERAS2_FILE = Path(__file__).parents[2] / "tests" / "data" / "keras" / "tf_keras2_convnet.h5"
+
+
+def test_a_string_length_hdf5_would_allocate_4_gib_for_is_refused_within_bounds(tmp_path):
+    """libhdf5 allocates (and fills) a variable-length string's declared length before comparing
+    it with the heap object: 4 bytes of the tf.keras 2 file set to 0xff, the length of one
+    `weight_names` entry, made it take 4 GiB and 8.8 s. It now parses in a child whose address
+    space is bounded by the file's size."""
+    data = bytearray(TF_KERAS2_FILE.read_bytes())
+    data[12808:12812] = b"\xff" * 4
+    path = tmp_path / "m.h5"
+    path.write_bytes(bytes(data))
+    start = time.perf_counter()
+    outcome, peak = peak_memory_of(lambda: read_keras_file(path))
+    assert isinstance(outcome, ModelFileError), repr(outcome)
+    assert "memory allocation failed" in str(outcome) and "batch_normalization" in str(outcome)
+    assert peak < 64 * 2**20 and time.perf_counter() - start < 5
+
+
+def test_a_crash_or_a_hang_of_the_hdf5_library_is_a_model_file_error():
+    from ember.keras.isolation import run_forked
+
+    with pytest.raises(ModelFileError, match=r"the HDF5 library crashed \(signal 9\) reading m.h5"):
+        run_forked(lambda: os.kill(os.getpid(), signal.SIGKILL), memory=1 << 30, seconds=10, source="m.h5")
+    with pytest.raises(ModelFileError, match="reading m.h5 did not finish within 1 s"):
+        run_forked(lambda: time.sleep(30), memory=1 << 30, seconds=1, source="m.h5")
+    assert run_forked(lambda: {"a": [np.arange(3)]}, memory=1 << 30, seconds=10, source="m.h5")["a"][0].tolist() \
+        == [0, 1, 2]
