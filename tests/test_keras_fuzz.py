@@ -131,7 +131,7 @@ def rebuild_zip(data: bytes, rng: random.Random, outside: Path) -> bytes:
     name, content = members[index]
     if choice < 0.5:
         if name.endswith(".json"):
-            members[index] = (name, json.dumps(_mutated_json(json.loads(content), rng)).encode())
+            members[index] = (name, _mutated_json(content, rng).encode())
         else:
             members[index] = (name, mutate_hdf5(content, rng, outside))
     elif choice < 0.6:
@@ -153,15 +153,20 @@ def rebuild_zip(data: bytes, rng: random.Random, outside: Path) -> bytes:
     return out.getvalue()
 
 
-def _mutated_json(document, rng: random.Random):
-    """tests/fuzzing.py's JSON mutation; a document left without children is replaced whole
-    (mutate_json raises IndexError when one of its changes empties the document)."""
-    from fuzzing import ODD_VALUES, mutate_json
+def _mutated_json(text, rng: random.Random) -> str:
+    """JSON text changed by tests/fuzzing.py's mutate_json. That inserts its ODD_VALUES lists
+    and dicts themselves, so a later change can grow them, even into a value holding itself:
+    they are restored before each try, and a result that does not serialize is tried again;
+    so is one it fails on (IndexError, when a change empties the document)."""
+    import fuzzing
 
-    try:
-        return mutate_json(document, rng)
-    except IndexError:
-        return rng.choice(ODD_VALUES)
+    for _ in range(10):
+        fuzzing.ODD_VALUES[:] = json.loads(PRISTINE_ODD_VALUES)
+        try:
+            return json.dumps(fuzzing.mutate_json(json.loads(text), rng))
+        except (IndexError, ValueError):
+            continue
+    return json.dumps(rng.choice(json.loads(PRISTINE_ODD_VALUES)))
 
 
 def _mutated_copy(content: bytes, rng: random.Random) -> bytes:
@@ -227,7 +232,7 @@ def edit_hdf5(data: bytes, rng: random.Random, outside: Path) -> bytes:
             name = rng.choice(names + ["layer_names", "weight_names", "model_config", "name", "keras_version"])
             value = target.attrs.get(name)
             if name == "model_config" and value is not None:
-                target.attrs[name] = json.dumps(_mutated_json(json.loads(value), rng))
+                target.attrs[name] = _mutated_json(value, rng)
             else:
                 odd = rng.choice(ODD_VALUES + [np.array([[b"a"]]), np.arange(3), b"\xff\xfe", "/x", "a/../b",
                                                np.array([b"layers"] * 3)])
@@ -432,6 +437,9 @@ def _write_canary_h5(path, canary):
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))  # tests/fuzzing.py: the byte and JSON mutations
+    import fuzzing
+
+    PRISTINE_ODD_VALUES = json.dumps(fuzzing.ODD_VALUES)
     reader_name, seeds_folder, cases, rng_seed, failing_folder = sys.argv[1:6]
     print(json.dumps(work(reader_name, Path(seeds_folder).resolve(), int(cases), int(rng_seed),
                           Path(failing_folder).resolve())))

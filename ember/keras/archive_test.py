@@ -117,3 +117,12 @@ def test_is_keras_file_never_raises_on_a_damaged_zip(tmp_path):
     assert is_keras_file(path) is False
     with pytest.raises(ModelFileError, match="corrupt or truncated .NotImplementedError: zip file version 10.6"):
         read_keras_file(path)
+
+
+def test_a_directory_is_not_a_keras_file(tmp_path):
+    (tmp_path / "unzipped.keras").mkdir()  # Keras' save(..., zipped=False) writes a folder
+    assert is_keras_file(tmp_path / "unzipped.keras") is False
+    with pytest.raises(ModelFileError, match="is a directory"):
+        read_keras_file(tmp_path / "unzipped.keras")
+    with pytest.raises(FileNotFoundError, match="no such Keras file"):
+        read_keras_file(tmp_path / "missing.keras")

@@ -142,6 +142,10 @@ class _Builder:
 
     def functional(self, layers, config):
         by_name = {entry.get("name", entry["config"]["name"]): entry for entry in layers}
+        unfit = sorted(name for name in by_name if not name or "." in name)
+        if unfit:  # a KerasGraph keeps its layers in a torch ModuleDict, keyed by name
+            raise UnsupportedKerasLayersError(f"{self.reader.source}: layer names {unfit} are empty or contain '.', "
+                                              "which ember's graph of named layers cannot hold; rename them in Keras")
         for entry in layers:
             if entry.get("class_name") == "InputLayer":
                 shape, dtype = self.reader.input_shape(entry["config"], [], {}, {})

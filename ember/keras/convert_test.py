@@ -9,7 +9,8 @@ import torch
 import ember
 from ember.deploy.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
-from ember.keras.testing import BIAS, INPUT, KERNEL, keras3_weights, sequential_config, write_keras
+from ember.keras.testing import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, sequential_config,
+                                 write_keras)
 from ember.keras.testing import layer as _layer
 
 
@@ -54,6 +55,25 @@ def test_custom_layers_factory_replaces_a_layer(tmp_path):
     model = from_keras(path, custom_layers={"double": factory})
     assert seen["config"]["name"] == "double" and seen["weights"] == []
     assert torch.allclose(model(torch.ones(1, 4)), 2 * torch.ones(1, 4) @ torch.from_numpy(KERNEL) + 1)
+
+
+def test_custom_layer_with_parameters_in_a_functional_model(tmp_path):
+    """from_keras builds its own layers on the meta device; a user's module keeps its real weights."""
+    config = functional_dense_config()
+    config["config"]["layers"][1].update(class_name="MyDense", module=None, registered_name="my>MyDense")
+    path = write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])}))
+
+    def factory(config, weights):
+        linear = torch.nn.Linear(4, 3)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(weights[0].T.copy()))
+            linear.bias.copy_(torch.from_numpy(weights[1]))
+        return linear
+
+    model = from_keras(path, custom_layers={"MyDense": factory})
+    x = torch.ones(2, 4)
+    assert torch.allclose(model(x), x @ torch.from_numpy(KERNEL) + 1)
+    assert all(tensor.device.type == "cpu" for tensor in model.state_dict().values())
 
 
 def test_mismatched_weights_name_the_layer_and_shapes(tmp_path):

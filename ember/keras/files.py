@@ -27,7 +27,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 # ember/keras/hdf5.py), their encoding for the pipe, HDF5's caches; parsing runs at hundreds of MB/s.
 HDF5_MEMORY_PER_BYTE = 4
 HDF5_MEMORY_ALLOWANCE = 256 << 20
-HDF5_SECONDS = 30
+HDF5_SECONDS = 10
 HDF5_BYTES_PER_SECOND = 16 << 20
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -75,6 +75,9 @@ def read_keras_file(path) -> KerasFile:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such Keras file: {path}")
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory; ember reads a Keras .keras zip or an .h5 file (Keras' unzipped "
+                             "format, model.save(..., zipped=False), is not supported)")
     with open(path, "rb") as f:
         head = f.read(len(HDF5_MAGIC))
     if head.startswith(ZIP_MAGIC):

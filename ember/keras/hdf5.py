@@ -18,6 +18,7 @@ import io
 import numpy as np
 
 from ember.deploy.saving import ModelFileError
+from ember.keras.model_config import describe
 
 # What h5py raises on a damaged file: HDF5's errors as OSError, KeyError, ValueError or
 # RuntimeError, TypeError for an object of an unexpected kind, OverflowError from its
@@ -49,8 +50,8 @@ class H5File:
         self._seen = set()  # groups walked and datasets read: Keras writes a tree, never two links to one object
         h5py = h5py_module()
         try:
-            # From memory (h5py's file-object driver), never by path: HDF5 then has no
-            # directory in which to resolve relative names of other files.
+            # From the bytes in memory (h5py's file-object driver): the weights inside a .keras
+            # never touch the disk, and no file can change between the checks and the reads.
             self._file = h5py.File(io.BytesIO(data), "r")
         except H5PY_ERRORS as error:
             raise ModelFileError(f"{source} is not a readable HDF5 file, corrupt or truncated ({error})") from error
@@ -122,8 +123,9 @@ class H5File:
     # --- data ------------------------------------------------------------------------------------
     def array(self, dataset) -> np.ndarray:
         """The dataset's values, once its storage is known to be in this file and to hold them."""
-        if self.is_group(dataset):
-            raise ModelFileError(f"{self.source}: expected a dataset at {name_of(dataset)}, found a group")
+        if not isinstance(dataset, h5py_module().Dataset):
+            raise ModelFileError(f"{self.source}: expected a dataset at {name_of(dataset)}, found a "
+                                 f"{type(dataset).__name__}")
         where = f"{self.source}: dataset {name_of(dataset)}"
 
         def read():
@@ -162,8 +164,8 @@ class H5File:
             declared = count * attribute_id.dtype.itemsize
             # (HDF5 reports an empty attribute's storage size as an error: ask only for a non-empty one.)
             if declared and declared > attribute_id.get_storage_size():
-                raise ModelFileError(f"{self.source}: attribute '{name}' of {name_of(obj)} declares {declared} bytes "
-                                     f"but stores {attribute_id.get_storage_size()}")
+                raise ModelFileError(f"{self.source}: attribute '{name}' of {name_of(obj)} declares {declared} "
+                                     f"bytes but stores {attribute_id.get_storage_size()}")
             self._spend(declared, f"{self.source}: attribute '{name}' of {name_of(obj)}")
             return obj.attrs[name]
 
@@ -184,14 +186,15 @@ class H5File:
         if value is None:
             return None
         if not isinstance(value, np.ndarray) or value.ndim != 1:
-            raise ModelFileError(f"{self.source}: attribute '{name}' of {name_of(obj)} must be a list of names, found "
-                                 f"{type(value).__name__} {_short(value)}")
+            raise ModelFileError(f"{self.source}: attribute '{name}' of {name_of(obj)} must be a list of names, "
+                                 f"found {describe(value)}")
         return [self._decode(item, f"attribute '{name}' of {name_of(obj)}") for item in value]
 
     # --- helpers -----------------------------------------------------------------------------------
     def _link(self, group, name):
         if not isinstance(name, str) or not name or "/" in name:
-            raise ModelFileError(f"{self.source}: expected one HDF5 link name under {name_of(group)}, found {name!r}")
+            raise ModelFileError(f"{self.source}: expected one HDF5 link name under {name_of(group)}, "
+                                 f"found {name!r}")
         return self._guard(lambda: group.get(name, getlink=True), group, name)
 
     def _visit(self, obj, path):
@@ -214,7 +217,7 @@ class H5File:
                 raise ModelFileError(f"{self.source}: {what} is not UTF-8 text ({error})") from error
         if isinstance(value, str):
             return str(value)
-        raise ModelFileError(f"{self.source}: {what} must be text, found {type(value).__name__} {_short(value)}")
+        raise ModelFileError(f"{self.source}: {what} must be text, found {describe(value)}")
 
     def _path(self, group, name):
         return f"{name_of(group).rstrip('/')}/{name}"
@@ -237,8 +240,3 @@ def name_of(obj) -> str:
         return obj.name
     except H5PY_ERRORS:
         return "(an object whose name HDF5 cannot read)"
-
-
-def _short(value, limit=60):
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."

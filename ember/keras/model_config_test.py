@@ -94,6 +94,7 @@ NODE = ("config", "layers", 1, "inbound_nodes", 0)
     (("config", "output_layers"), [["dense", 0, -1]], "config.output_layers must be [layer name"),
     (("config", "output_layers"), [["elsewhere", 0, 0]], "config.output_layers names ['elsewhere:0']"),
     (("config", "input_layers"), "input_layer", "config.input_layers must be a non-empty array"),
+    (("config", "layers", 1, "name"), "dense.1", "layer names ['dense.1'] are empty or contain '.'"),
 ])
 def test_wrong_types_in_a_functional_graph(tmp_path, path, value, message):
     with pytest.raises(ModelFileError) as raised:
