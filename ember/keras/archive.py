@@ -38,6 +38,8 @@ def read_members(path: Path, required: tuple, optional: tuple = ()) -> dict:
             infos = _members(archive, path, required, optional)
             _check_sizes(infos, archive_size, path)
             return {name: _read(archive, info, path) for name, info in infos.items()}
+    except ModelFileError:  # a ValueError too, but already saying what is wrong
+        raise
     except ZIP_ERRORS as error:
         raise ModelFileError(f"{path} is corrupt or truncated ({type(error).__name__}: {error}); "
                              "expected a .keras zip written by model.save()") from error
