@@ -32,6 +32,8 @@ def mutate_json(document, rng: random.Random):
     document = json.loads(json.dumps(document))
     for _ in range(rng.randint(1, 3)):
         nodes = list(_nodes(document))
+        if not nodes:  # an earlier change emptied it
+            break
         parent, key = rng.choice(nodes)
         choice = rng.random()
         if choice < 0.25 and isinstance(parent, dict):
@@ -41,7 +43,7 @@ def mutate_json(document, rng: random.Random):
         elif choice < 0.45 and isinstance(parent[key], (int, float)) and not isinstance(parent[key], bool):
             parent[key] = rng.choice([0, -1, 2**63 - 1, -2**63, parent[key] * 1000 + 1])
         else:
-            parent[key] = rng.choice(ODD_VALUES)
+            parent[key] = json.loads(json.dumps(rng.choice(ODD_VALUES)))  # a copy: later changes may edit it
     return document
 
 
