@@ -74,6 +74,20 @@ def member_names(path, data: bytes, error=FileFormatError, what="file") -> set:
                     f"ember {what}") from failure
 
 
+def read_container(path, data: bytes, json_member: str, tensors_member: str, file_format: str, version: int,
+                   error=FileFormatError, what="file"):
+    """(JSON document, {name: tensor}) of a container of `file_format` written by a version up to `version`."""
+    members = read_members(path, data, {json_member, tensors_member}, error, what)
+    document = parse_json_object(members[json_member], path, json_member, error)
+    tensors = parse_safetensors(members[tensors_member], path, tensors_member, error)
+    if document.get("format") != file_format:
+        raise error(f"{path}: expected format {file_format!r}, found {document.get('format')!r}")
+    if not isinstance(document.get("version"), int) or document["version"] > version:
+        raise error(f"{path} was written by a newer ember or is damaged ({what} version "
+                    f"{document.get('version')!r}; this one reads up to {version})")
+    return document, tensors
+
+
 def parse_json_object(data: bytes, path, member: str, error=FileFormatError) -> dict:
     """A JSON object from `data` (UTF-8)."""
     try:

@@ -22,8 +22,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from ember.container import FileFormatError, member_names, parse_json_object, parse_safetensors, read_members, \
-    write_container
+from ember.container import FileFormatError, member_names, parse_safetensors, read_container, write_container
 from ember.distributed import is_sharded
 from ember.io import atomic_write_bytes
 
@@ -177,15 +176,8 @@ def _read_archive(path, data=None):
         if "config.json" in names and "model.weights.h5" in names:
             raise ModelFileError(f"{path} is a Keras file: load it with ember.from_keras()")
         raise ModelFileError(f"{path} is a zip without ember.json: not an ember model file")
-    members = read_members(path, data, {"ember.json", "weights.safetensors"}, ModelFileError, "model file")
-    meta = parse_json_object(members["ember.json"], path, "ember.json", ModelFileError)
-    weights = parse_safetensors(members["weights.safetensors"], path, "weights.safetensors", ModelFileError)
-    if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: expected format {FORMAT!r}, found {meta.get('format')!r}")
-    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
-        raise ModelFileError(f"{path} was written by a newer ember or is damaged (format version "
-                             f"{meta.get('version')!r}; this one reads up to {VERSION})")
-    return meta, weights
+    return read_container(path, data, "ember.json", "weights.safetensors", FORMAT, VERSION, ModelFileError,
+                          "model file")
 
 
 def _architecture_builder(architecture, path, custom_objects):

@@ -20,13 +20,11 @@ import numpy as np
 import torch
 from safetensors.torch import save as save_safetensors
 
-from ember.container import FileFormatError, parse_json_object, parse_safetensors, read_members, \
-    write_container
+from ember.container import FileFormatError, read_container, write_container
 
 FORMAT = "ember-backup"
 VERSION = 1
 _TAGS = ("__tensor__", "__tuple__", "__items__", "__ndarray__")
-_MEMBERS = {"backup.json", "tensors.safetensors"}
 # numpy arrays in a backup are RNG states and small metric values: numbers only (an object or
 # void dtype from a crafted file could hold anything, or be sized by the file's whim).
 _NDARRAY_KINDS = "biuf"
@@ -110,14 +108,8 @@ def read_backup(path) -> dict:
         data = open(path, "rb").read()
     except OSError as error:
         raise BackupFileError(f"{path} cannot be read ({error})") from error
-    members = read_members(path, data, _MEMBERS, BackupFileError, "backup")
-    meta = parse_json_object(members["backup.json"], path, "backup.json", BackupFileError)
-    tensors = parse_safetensors(members["tensors.safetensors"], path, "tensors.safetensors", BackupFileError)
-    if meta.get("format") != FORMAT:
-        raise BackupFileError(f"{path}: expected format {FORMAT!r}, found {meta.get('format')!r}")
-    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
-        raise BackupFileError(f"{path} was written by a newer ember or is damaged (backup version "
-                              f"{meta.get('version')!r}; this one reads up to {VERSION})")
+    meta, tensors = read_container(path, data, "backup.json", "tensors.safetensors", FORMAT, VERSION,
+                                   BackupFileError, "backup")
     try:
         return unpack(meta.get("state"), tensors)
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as error:  # RecursionError too
