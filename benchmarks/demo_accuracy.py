@@ -25,7 +25,7 @@ def train(seed, epochs, **options):
     compile_recipe(model, **options)
     model.fit(x, y, validation_data=(x_val, y_val), epochs=epochs, batch_size=BATCH_SIZE, verbose=0,
               callbacks=recipe_callbacks())
-    return model.evaluate(x_val, y_val)["accuracy"], model.compiled.precision.name
+    return model.evaluate(x_val, y_val)["accuracy"], model.recipe.precision
 
 
 def main():

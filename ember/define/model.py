@@ -24,17 +24,24 @@ class Model(nn.Module):
         record_init_arguments(cls)  # so ember.load() can rebuild subclassed models
         _SUBCLASSES[class_path(cls)] = cls
 
-    # Set by compile(); a plain object so it is not registered as a sub-module.
-    compiled = None
+    # Set by compile(): plain objects, so not registered as sub-modules.
+    trainer = None  # ember.train.trainer.Trainer; its `state` (TrainState) holds the optimizer, metrics...
     stop_training = False
 
     # --- training -------------------------------------------------------------
     def compile(self, optimizer="adamw", loss=None, metrics=None, **options):
-        """Configure training. See `ember.train.compile.compile_config` for every option."""
-        from ember.train.compile import compile_config
+        """Configure training. See `ember.train.compile.compile_recipe` for every option; the frozen
+        recipe is `model.recipe`, what training changes is `model.trainer.state`."""
+        from ember.train.compile import compile_recipe
+        from ember.train.trainer import Trainer
 
-        self.compiled = compile_config(self, optimizer, loss, metrics, **options)
+        self.trainer = Trainer(self, compile_recipe(self, optimizer, loss, metrics, **options))
         return self
+
+    @property
+    def recipe(self):
+        """compile()'s `TrainingRecipe` (None before compile)."""
+        return self.trainer.recipe if self.trainer is not None else None
 
     def fit(self, x=None, y=None, **kwargs):
         """Train; returns a `History`. See `ember.train.trainer.Trainer.fit`."""
@@ -44,18 +51,16 @@ class Model(nn.Module):
         return self._trainer().evaluate(x, y, **kwargs)
 
     def predict(self, x, **kwargs):
-        from ember.train.trainer import Trainer
-
-        return Trainer(self, self.compiled, require_compiled=False).predict(x, **kwargs)
+        return self._trainer().predict(x, **kwargs)
 
     def _trainer(self):
         from ember.train.trainer import Trainer
 
-        return Trainer(self, self.compiled)
+        return self.trainer if self.trainer is not None else Trainer(self)  # uncompiled: predict only
 
     @property
     def optimizer(self):
-        return self.compiled.optimizer if self.compiled else None
+        return self.trainer.state.optimizer if self.trainer is not None else None
 
     # --- inspection -----------------------------------------------------------
     def summary(self, input_shape=None, example=None, print_fn=print):

@@ -5,7 +5,7 @@ from torch import nn
 
 import ember
 from ember import layers
-from ember.define.errors import ShapeError
+from ember.errors import ShapeError
 
 
 def seed_keras_convnet(data_format=None):

@@ -57,8 +57,8 @@ def save_model(model: nn.Module, path) -> Path:
                 f"{type(model).__name__} is not an ember.Model subclass, so its constructor arguments were not "
                 "recorded")
         meta["architecture"] = architecture
-    compiled = getattr(model, "compiled", None)
-    meta["compile"] = compiled.spec if compiled is not None else None
+    recipe = getattr(model, "recipe", None)
+    meta["compile"] = recipe.describe() if recipe is not None else None
 
     write_container(path, {"ember.json": json.dumps(meta, indent=2).encode(), "weights.safetensors": weights})
     return Path(path)

@@ -89,7 +89,7 @@ def test_a_pickled_object_among_the_values_is_refused_without_running_it(tmp_pat
 
     marker, model = tmp_path / "ran", mlp()
     model.compile("adam", loss="cross_entropy")
-    optimizer = model.compiled.ensure_optimizer(model)
+    optimizer = model.trainer.state.build_optimizer()
     state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
     state["optimizer"]["param_groups"][0]["lr"] = Payload(marker)
     dcp.save(state, checkpoint_id=tmp_path / "ckpt")

@@ -3,22 +3,19 @@ ranks, and losses and metrics summed across ranks before callbacks read them.
 
 `batch_size` is the global batch, as in Keras' MirroredStrategy: every rank walks the
 same global batches (same order, seeded from rank 0) and takes its contiguous share of
-each. A rank's share carries its weight `local_n * world_size / global_n` to the training
+each (the batches split themselves: `split_across`, ember/train/data.py). A rank's share
+carries its weight `local_n * world_size / global_n` to the training
 step (`ember.train.data.Batch.weight`), so the averaged
 gradient is the mean over the global batch even when the last batch does not split
 evenly (a rank whose share is empty still runs forward and backward, contributing zero).
 """
 import copy
-from collections.abc import Mapping
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data.distributed import DistributedSampler
 
 from ember.distributed.environment import init_process_group, launcher_env, rank_device, report_errors_to_launcher
 from ember.distributed.strategy import SingleProcess
-from ember.train.data import ArrayBatches, IterableBatches, Share
 
 
 class DataParallel(SingleProcess):
@@ -38,40 +35,23 @@ class DataParallel(SingleProcess):
         """True when other processes take part (collectives are needed)."""
         return self.world_size > 1
 
-    def setup(self, model, batches, compiled):
-        self.device = torch.device(compiled.device) if compiled else self.device
+    def setup(self, model, batches, state):
+        self.device = torch.device(state.recipe.device) if state is not None else self.device
         if self.grouped and self.device.type == "cuda":
             self.device = torch.device("cuda", torch.cuda.current_device())
             model.to(self.device)
         if self.grouped:
-            self._split_batches(batches)
+            if batches.num_samples is not None and batches.num_samples < self.world_size:
+                raise ValueError(f"{batches.num_samples} training samples cannot be split across "
+                                 f"{self.world_size} processes: give every process at least one sample")
+            batches.split_across(self.rank, self.world_size, same_seed=self._from_rank0)
         return model
 
     def setup_validation(self, batches):
         # Each rank evaluates its share of every validation batch; running_logs sums the loss and the
         # metric state over ranks, so the logged values are those of the whole set, computed once.
-        if not self.grouped:
-            return
-        if isinstance(batches, ArrayBatches):
-            batches.shard = self._take_share
-        elif isinstance(batches, IterableBatches) and not isinstance(getattr(batches.iterable, "sampler", None),
-                                                                     DistributedSampler):
-            batches.iterable = RankShares(batches.iterable, self)
-
-    def _split_batches(self, batches):
-        if isinstance(batches, ArrayBatches):
-            if batches.num_samples < self.world_size:
-                raise ValueError(f"{batches.num_samples} training samples cannot be split across "
-                                 f"{self.world_size} processes: give every process at least one sample")
-            batches.seed = self._from_rank0(batches.seed)
-            batches.shard = self._take_share
-        elif isinstance(batches, IterableBatches):
-            if isinstance(getattr(batches.iterable, "sampler", None), DistributedSampler):
-                return  # the user's loader already yields this rank's batches
-            generator = getattr(batches.iterable, "generator", None)
-            if generator is not None:
-                generator.manual_seed(self._from_rank0(generator.initial_seed()))
-            batches.iterable = RankShares(batches.iterable, self)
+        if self.grouped:
+            batches.split_across(self.rank, self.world_size)
 
     def _from_rank0(self, value: int) -> int:
         tensor = torch.tensor([value], dtype=torch.int64, device=self._comm_device())
@@ -80,11 +60,6 @@ class DataParallel(SingleProcess):
 
     def _comm_device(self):
         return self.device if self.device is not None and self.device.type == "cuda" else torch.device("cpu")
-
-    def _take_share(self, indices: torch.Tensor) -> Share:
-        """This rank's contiguous share of one global batch's sample indices, with its weight."""
-        share = torch.tensor_split(indices, self.world_size)[self.rank]
-        return Share(share, len(share) * self.world_size / max(len(indices), 1))
 
     # -------------------------------------------------------- reductions
     def batch_logs(self, logs):
@@ -114,7 +89,6 @@ class DataParallel(SingleProcess):
                                              for (name, t), part in zip(tensors.items(), parts)}})
         return reduced
 
-
     def gather_to_main(self, value) -> list:
         if not self.grouped:
             return [value]
@@ -135,41 +109,3 @@ class DataParallel(SingleProcess):
         agreed = torch.tensor(int(flag), device=self._comm_device())
         dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
         return bool(agreed)
-
-
-class RankShares:
-    """Re-iterable over a loader's global batches that yields this rank's share of each."""
-
-    def __init__(self, loader, strategy: DataParallel):
-        self.loader, self.strategy = loader, strategy
-        self.sampler = getattr(loader, "sampler", None)  # IterableBatches calls sampler.set_epoch
-
-    def __len__(self):
-        return len(self.loader)
-
-    def __iter__(self):
-        world, rank = self.strategy.world_size, self.strategy.rank
-        for batch in self.loader:
-            total = _num_samples(batch)
-            share = _share(batch, world, rank)
-            yield Share(share, _num_samples(share) * world / max(total, 1))
-
-
-def _share(batch, world, rank):
-    if isinstance(batch, Mapping):
-        return {k: _share(v, world, rank) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_share(v, world, rank) for v in batch)
-    if isinstance(batch, torch.Tensor) and batch.dim():
-        return torch.tensor_split(batch, world)[rank]
-    if isinstance(batch, np.ndarray) and batch.ndim:
-        return np.array_split(batch, world)[rank]
-    return batch
-
-
-def _num_samples(batch) -> int:
-    if isinstance(batch, Mapping):
-        return _num_samples(next(iter(batch.values()), None))
-    if isinstance(batch, (tuple, list)):
-        return _num_samples(batch[0]) if batch else 0
-    return len(batch) if isinstance(batch, (torch.Tensor, np.ndarray)) and batch.ndim else 0

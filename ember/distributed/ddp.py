@@ -19,8 +19,8 @@ class DDP(DataParallel):
         self.options = options
         self.wrapped = None
 
-    def setup(self, model, batches, compiled):
-        model = super().setup(model, batches, compiled)
+    def setup(self, model, batches, state):
+        model = super().setup(model, batches, state)
         if not self.grouped:
             return model
         if self.wrapped is None or self.wrapped.module is not model:

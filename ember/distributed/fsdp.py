@@ -39,8 +39,8 @@ class FSDP(DataParallel):
         self.mixed_precision = mixed_precision
         self.wrap = wrap
 
-    def setup(self, model, batches, compiled):
-        model = super().setup(model, batches, compiled)
+    def setup(self, model, batches, state):
+        model = super().setup(model, batches, state)
         if isinstance(model, FSDPModule):
             return model  # already sharded by an earlier fit()
         init_process_group(self.env, self.device, self.timeout)
@@ -60,8 +60,8 @@ class FSDP(DataParallel):
             for module in model.modules():
                 if isinstance(module, FSDPModule):
                     module.set_force_sum_reduction_for_comms(True)
-        if compiled is not None and compiled.optimizer is not None:
-            _rebind_optimizer(compiled.optimizer, names, dict(model.named_parameters()))
+        if state is not None and state.optimizer is not None:
+            _rebind_optimizer(state.optimizer, names, dict(model.named_parameters()))
         return model
 
     def _mixed_precision_policy(self):

@@ -11,7 +11,7 @@ class SingleProcess:
     rank = 0
     world_size = 1
 
-    def setup(self, model, batches, compiled):
+    def setup(self, model, batches, state):
         """Prepare the model and the batches; return the module to call forward on."""
         return model
 

@@ -6,7 +6,6 @@ from torch import nn
 
 import ember
 from ember.distributed import DDP, FSDP, get_strategy
-from ember.distributed.data_parallel import RankShares
 from ember.distributed.environment import launcher_env
 from ember.distributed.fsdp import shard_blocks
 from ember.train.metrics import Accuracy
@@ -80,21 +79,6 @@ def test_fsdp_shards_each_repeated_block_innermost_first():
         shard_blocks(model, wrap="blocks")
     with pytest.raises(ValueError, match="mixed_precision must be"):
         FSDP(mixed_precision="int8")._mixed_precision_policy()
-
-
-def test_each_rank_takes_its_share_of_the_global_batch_and_its_loss_weight():
-    strategy = DDP()
-    strategy.world_size, strategy.rank = 2, 1
-    share, weight = strategy._take_share(torch.arange(5))
-    assert share.tolist() == [3, 4]
-    assert weight == pytest.approx(2 * 2 / 5)
-    share, weight = strategy._take_share(torch.arange(1))
-    assert share.tolist() == []  # an empty share weighs nothing
-    assert weight == 0
-    loader = [(torch.arange(5), torch.arange(5) * 10), {"x": torch.arange(3), "labels": torch.arange(3)}]
-    shares = list(RankShares(loader, strategy))
-    assert [t.tolist() for t in shares[0].batch] == [[3, 4], [30, 40]]
-    assert shares[1].batch["x"].tolist() == [2] and shares[1].weight == pytest.approx(2 / 3)
 
 
 def test_reduced_metric_is_a_copy_so_the_running_state_stays_local(no_process_group):

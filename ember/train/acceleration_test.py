@@ -56,7 +56,7 @@ def test_each_option_trains_like_fp32(digits, reference, options):
 
 def test_channels_last_is_used_for_convolutions_and_checked(digits):
     model, _ = train(digits, precision="fp32")
-    assert model.compiled.channels_last
+    assert model.trainer.state.channels_last
     assert model.module[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 

@@ -1,26 +1,32 @@
-"""`model.compile(...)`: turn names and options into the objects the trainer runs with."""
+"""`model.compile(...)`: the recipe of a training run, checked and frozen.
+
+A `TrainingRecipe` says how to train (which optimizer with which options, loss, metrics,
+precision, schedule, fast paths); it never changes. The objects a run changes as it trains
+(the optimizer, gradient scaler, metrics, position...) are built from it by `TrainState`.
+"""
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from ember.define.layers.base import Layer
-from ember.define.layers.conv import Conv2D
 from ember.train import losses, metrics as metrics_module
 from ember.train.hardware import resolve_device
-from ember.train.optimizers import build_optimizer
-from ember.train.precision import Precision
+from ember.train.precision import resolve_precision
 
 
-@dataclass
-class CompileConfig:
-    optimizer: torch.optim.Optimizer | None
+@dataclass(frozen=True)
+class TrainingRecipe:
+    optimizer: object  # a name, an Optimizer class or instance, or a callable params -> optimizer
+    optimizer_options: MappingProxyType
+    fused: object
     loss_fn: object
     loss_name: str | None
     from_logits: bool
-    metrics: list
+    metrics: tuple  # names or metric objects, as given
+    metric_names: tuple
     device: torch.device
-    precision: Precision
+    precision: str  # resolved: "fp32", "bf16" or "fp16"
     lr_schedule: object = None
     lr_schedule_interval: str = "epoch"
     warmup_steps: float = 0
@@ -31,23 +37,26 @@ class CompileConfig:
     fast_dropout: bool = False
     reuse_host_memory: bool = True
     strategy: object = None
-    spec: dict = field(default_factory=dict)  # JSON description, stored by save()
-    optimizer_factory: object = None  # set while lazily built layers have no parameters yet
-    layout_checked: bool = False  # channels_last is applied and checked on the first batch
+    asked_precision: str = field(default="auto", repr=False)
 
-    def ensure_optimizer(self, model):
-        if self.optimizer is None:
-            self.optimizer = self.optimizer_factory()
-            self.optimizer_factory = None
-        return self.optimizer
+    def describe(self) -> dict:
+        """The recipe as JSON (stored in model files by save())."""
+        return {
+            "optimizer": self.optimizer if isinstance(self.optimizer, str) else type(self.optimizer).__name__,
+            "optimizer_options": {k: v for k, v in self.optimizer_options.items()
+                                  if isinstance(v, (int, float, str, bool))},
+            "loss": self.loss_name, "from_logits": self.from_logits, "metrics": list(self.metric_names),
+            "lr_schedule": self.lr_schedule if isinstance(self.lr_schedule, str) else None,
+            "clip_grad_norm": self.clip_grad_norm, "accumulate_steps": self.accumulate_steps,
+            "precision": self.asked_precision,
+        }
 
 
-def compile_config(model, optimizer="adamw", loss=None, metrics=None, *, from_logits=None, lr=None,
+def compile_recipe(model, optimizer="adamw", loss=None, metrics=None, *, from_logits=None, lr=None,
                    learning_rate=None, lr_schedule=None, lr_schedule_interval="epoch", warmup_steps=0,
                    clip_grad_norm=None, accumulate_steps=1, precision="auto", channels_last="auto",
                    jit_compile=False, fused="auto", fast_dropout="auto", reuse_host_memory=True, device=None,
-                   strategy=None,
-                   **optimizer_options):
+                   strategy=None, **optimizer_options) -> TrainingRecipe:
     """Options:
     - optimizer: a `torch.optim.Optimizer`, a name ("adamw", "adam", "sgd", "rmsprop", ...) whose
       hyper-parameters are keyword arguments here (`lr=`, `weight_decay=`, `momentum=`...), an
@@ -66,6 +75,8 @@ def compile_config(model, optimizer="adamw", loss=None, metrics=None, *, from_lo
       in the process (ember/train/host_memory.py). This one is process-wide: glibc's malloc
       settings change for the whole process, once, at this model's first fit/evaluate/predict.
     - device: "cuda", "cpu", ... (default: CUDA when available); strategy: see ember.distributed.
+
+    The model moves to the device here.
     """
     if accumulate_steps < 1 or int(accumulate_steps) != accumulate_steps:
         raise ValueError(f"accumulate_steps must be a positive integer, got {accumulate_steps}")
@@ -75,39 +86,27 @@ def compile_config(model, optimizer="adamw", loss=None, metrics=None, *, from_lo
     model.to(device)
     if channels_last == "auto":
         # Convolutions run fastest on NHWC memory; this changes strides, not semantics.
-        channels_last = any(isinstance(m, (torch.nn.Conv2d, Conv2D)) for m in model.modules())
+        channels_last = any(isinstance(m, torch.nn.Conv2d) or getattr(m, "prefers_channels_last", False)
+                            for m in model.modules())
     if fast_dropout == "auto":
         fast_dropout = device.type == "cpu"  # torch's CPU masks are serial on AMD and Intel alike
-
     loss_fn, loss_name, from_logits = losses.get_loss(loss, from_logits)
-    metric_objects = [metrics_module.get_metric(m, from_logits) for m in (metrics or [])]
-    for m in metric_objects:
-        if isinstance(m, metrics_module.TorchMetric):
-            m.metric.to(device)
-
     rate = learning_rate if learning_rate is not None else lr
     if rate is not None:
         optimizer_options["lr"] = rate
-
-    def make_optimizer():
-        return build_optimizer(optimizer, model, fused=fused, **optimizer_options)
-
-    unbuilt = any((isinstance(m, Layer) and not m.built)
-                  or (isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()) for m in model.modules())
-    spec = {
-        "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
-        "optimizer_options": {k: v for k, v in optimizer_options.items() if isinstance(v, (int, float, str, bool))},
-        "loss": loss_name, "from_logits": from_logits,
-        "metrics": [m.name for m in metric_objects],
-        "lr_schedule": lr_schedule if isinstance(lr_schedule, str) else None,
-        "clip_grad_norm": clip_grad_norm, "accumulate_steps": accumulate_steps, "precision": precision,
-    }
-    return CompileConfig(
-        optimizer=None if unbuilt else make_optimizer(),
-        optimizer_factory=make_optimizer if unbuilt else None,
-        loss_fn=loss_fn, loss_name=loss_name, from_logits=from_logits, metrics=metric_objects,
-        device=device, precision=Precision(precision, device), lr_schedule=lr_schedule,
-        lr_schedule_interval=lr_schedule_interval, warmup_steps=warmup_steps, clip_grad_norm=clip_grad_norm,
-        accumulate_steps=int(accumulate_steps), channels_last=bool(channels_last), jit_compile=jit_compile,
-        fast_dropout=bool(fast_dropout), reuse_host_memory=bool(reuse_host_memory), strategy=strategy, spec=spec,
+    metric_names = tuple(metrics_module.get_metric(m, from_logits).name for m in (metrics or []))
+    return TrainingRecipe(
+        optimizer=optimizer, optimizer_options=MappingProxyType(dict(optimizer_options)), fused=fused,
+        loss_fn=loss_fn, loss_name=loss_name, from_logits=from_logits, metrics=tuple(metrics or ()),
+        metric_names=metric_names, device=device, precision=resolve_precision(precision, device),
+        lr_schedule=lr_schedule, lr_schedule_interval=lr_schedule_interval, warmup_steps=warmup_steps,
+        clip_grad_norm=clip_grad_norm, accumulate_steps=int(accumulate_steps), channels_last=bool(channels_last),
+        jit_compile=jit_compile, fast_dropout=bool(fast_dropout), reuse_host_memory=bool(reuse_host_memory),
+        strategy=strategy, asked_precision=precision,
     )
+
+
+def unbuilt_layers(model) -> bool:
+    """Whether some layer gets its parameters only on its first call (Keras' `built`, torch's lazy modules)."""
+    return any(getattr(m, "built", True) is False
+               or (isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()) for m in model.modules())

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
 
 
 class Batch(NamedTuple):
@@ -27,7 +28,7 @@ class Batch(NamedTuple):
 
 
 class Share(NamedTuple):
-    """One process's share of a global batch (what a distributed strategy's loader yields) and its weight."""
+    """One process's share of a global batch (what `RankShares` yields) and its weight."""
     batch: object
     weight: float
 
@@ -40,7 +41,7 @@ class ArrayBatches:
         self.inputs, self.targets = inputs, targets
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
         self.num_samples = _length(inputs)
-        self.shard = None  # set by a distributed strategy: global batch indices -> Share of this rank's
+        self.split = None  # (rank, processes) once split_across()
 
     def __len__(self):
         return math.ceil(self.num_samples / self.batch_size)
@@ -56,9 +57,17 @@ class ArrayBatches:
         for step in range(start_step, len(self)):
             begin, end = step * self.batch_size, min((step + 1) * self.batch_size, self.num_samples)
             index, weight = slice(begin, end) if order is None else order[begin:end], 1.0
-            if self.shard is not None:
-                index, weight = self.shard(torch.arange(begin, end) if order is None else index)
+            if self.split is not None:
+                index, weight = _share(torch.arange(begin, end) if order is None else index, *self.split)
             yield Batch(_take(self.inputs, index), None if self.targets is None else self.targets[index], weight)
+
+
+    def split_across(self, rank: int, processes: int, same_seed=None) -> None:
+        """From now on yield this process's contiguous share of every global batch, with its weight.
+        `same_seed` (training): int -> the main process's int, so every process walks the same order."""
+        if same_seed is not None:
+            self.seed = same_seed(self.seed)
+        self.split = (rank, processes)
 
 
 class IterableBatches:
@@ -68,12 +77,12 @@ class IterableBatches:
         self.iterable, self.what = iterable, what
         self.num_samples = None
         try:
-            self._len = len(iterable)
+            self.num_batches = len(iterable)
         except TypeError:
-            self._len = None
+            self.num_batches = None  # an iterable without a length: len() of these batches raises TypeError
 
     def __len__(self):
-        return self._len
+        return self.num_batches
 
     @property
     def seed(self):
@@ -83,6 +92,15 @@ class IterableBatches:
     @seed.setter
     def seed(self, value):
         self.iterable.sampler.seed = value
+
+    def split_across(self, rank: int, processes: int, same_seed=None) -> None:
+        """As `ArrayBatches.split_across`; a loader with a DistributedSampler already yields this process's."""
+        if isinstance(getattr(self.iterable, "sampler", None), DistributedSampler):
+            return
+        generator = getattr(self.iterable, "generator", None)
+        if same_seed is not None and generator is not None:
+            generator.manual_seed(same_seed(generator.initial_seed()))
+        self.iterable = RankShares(self.iterable, rank, processes)
 
     def epoch(self, epoch, start_step=0):
         sampler = getattr(self.iterable, "sampler", None)
@@ -96,6 +114,48 @@ class IterableBatches:
         if step < 0:  # an empty epoch would log a loss of 0.0 and train nothing
             raise ValueError(f"{self.what} ({type(self.iterable).__name__}) yielded no batch in epoch {epoch + 1}: "
                              "expected at least one (x, y) batch per epoch; is the data empty or exhausted?")
+
+
+class RankShares:
+    """Re-iterable over a loader's global batches that yields one process's share of each."""
+
+    def __init__(self, loader, rank: int, processes: int):
+        self.loader, self.rank, self.processes = loader, rank, processes
+        self.sampler = getattr(loader, "sampler", None)  # IterableBatches calls sampler.set_epoch
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield _share(batch, self.rank, self.processes)
+
+
+def _share(batch, rank: int, processes: int) -> Share:
+    """This process's contiguous share of a global batch (tensors, arrays, dicts and tuples of them),
+    weighted `share * processes / global` so the averaged gradient is the global batch's mean."""
+    share = _split(batch, rank, processes)
+    return Share(share, _num_samples(share) * processes / max(_num_samples(batch), 1))
+
+
+def _split(batch, rank, processes):
+    if isinstance(batch, Mapping):
+        return {k: _split(v, rank, processes) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_split(v, rank, processes) for v in batch)
+    if isinstance(batch, torch.Tensor) and batch.dim():
+        return torch.tensor_split(batch, processes)[rank]
+    if isinstance(batch, np.ndarray) and batch.ndim:
+        return np.array_split(batch, processes)[rank]
+    return batch
+
+
+def _num_samples(batch) -> int:
+    if isinstance(batch, Mapping):
+        return _num_samples(next(iter(batch.values()), None))
+    if isinstance(batch, (tuple, list)):
+        return _num_samples(batch[0]) if batch else 0
+    return len(batch) if isinstance(batch, (torch.Tensor, np.ndarray)) and batch.ndim else 0
 
 
 def make_batches(x, y=None, *, batch_size=32, shuffle=False, seed=0, device=None, what="x"):
@@ -126,7 +186,7 @@ def make_batches(x, y=None, *, batch_size=32, shuffle=False, seed=0, device=None
                             "iterated once per epoch, such as a list, a Dataset or a DataLoader")
         batches = IterableBatches(x if not isinstance(x, IterableDataset) else DataLoader(x, batch_size=batch_size),
                                   what)
-        if batches._len == 0:
+        if batches.num_batches == 0:
             raise ValueError(f"{what} is an empty {type(x).__name__}: expected at least one batch")
         return batches
     raise TypeError(f"unsupported data type {type(x).__name__} for {what}: expected numpy arrays, tensors, a dict "

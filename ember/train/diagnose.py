@@ -4,7 +4,7 @@ import warnings
 import torch
 from torch import nn
 
-from ember.define.errors import ShapeError
+from ember.errors import ShapeError
 from ember.train.losses import CLASSIFICATION_LOSSES
 
 
@@ -58,24 +58,24 @@ def _expected_input(module):
     return getattr(module, "input_shape", None) or "?"
 
 
-def check_targets(outputs, targets, compiled, data=None):
+def check_targets(outputs, targets, recipe, data=None):
     """Once, on the first batch: labels must be valid class indices for the model's outputs,
     and a loss that expects probabilities should not be fed logits."""
-    if compiled is not None and not compiled.from_logits and isinstance(outputs, torch.Tensor):
+    if recipe is not None and not recipe.from_logits and isinstance(outputs, torch.Tensor):
         o = outputs.detach()
         if o.numel() and (o.min() < 0 or o.max() > 1):
-            warnings.warn(f"loss {compiled.loss_name!r} expects probabilities (as in Keras) but the model outputs "
+            warnings.warn(f"loss {recipe.loss_name!r} expects probabilities (as in Keras) but the model outputs "
                           f"values in [{float(o.min()):.3g}, {float(o.max()):.3g}]: end the model with a softmax/"
                           "sigmoid, or compile(..., from_logits=True), or use loss='cross_entropy'",
                           RuntimeWarning, stacklevel=4)
-    if targets is None or compiled is None or compiled.loss_name not in CLASSIFICATION_LOSSES:
+    if targets is None or recipe is None or recipe.loss_name not in CLASSIFICATION_LOSSES:
         return
     if not isinstance(outputs, torch.Tensor) or outputs.dim() < 2:
         return
     if targets.is_floating_point():
         if outputs.shape == targets.shape:
             return  # class probabilities as targets
-        raise ValueError(f"{compiled.loss_name} expects integer class labels, got {targets.dtype} targets "
+        raise ValueError(f"{recipe.loss_name} expects integer class labels, got {targets.dtype} targets "
                          f"of shape {tuple(targets.shape)}")
     num_classes = outputs.shape[-1]
     all_targets = getattr(data, "targets", None)
@@ -86,10 +86,10 @@ def check_targets(outputs, targets, compiled, data=None):
                          f"got labels from {low} to {high}")
 
 
-def explain_loss_error(outputs, targets, compiled, error, where: str):
+def explain_loss_error(outputs, targets, recipe, error, where: str):
     """A loss that failed on labels outside the model's classes (torch says only "Target 7 is out of
     bounds"): name where, the labels and the valid range. Other failures come back unchanged."""
-    if compiled is None or compiled.loss_name not in CLASSIFICATION_LOSSES or not isinstance(outputs, torch.Tensor) \
+    if recipe is None or recipe.loss_name not in CLASSIFICATION_LOSSES or not isinstance(outputs, torch.Tensor) \
             or not isinstance(targets, torch.Tensor) or targets.is_floating_point() or not targets.numel():
         return error
     num_classes = outputs.shape[-1]

@@ -34,6 +34,10 @@ class Metric:
             return torch.tensor(float("nan"))
         return self.total / self.count
 
+    def to(self, device) -> "Metric":
+        """Keep the state on `device` (ember's metrics start empty and follow the outputs)."""
+        return self
+
     def state_dict(self) -> dict:
         """The running state: tensors (summable across processes) or None before the first update."""
         return {"total": self.total, "count": self.count}
@@ -106,6 +110,10 @@ class TorchMetric(Metric):
 
     def update(self, y_pred, y_true):
         self.metric.update(y_pred, y_true)
+
+    def to(self, device) -> "TorchMetric":
+        self.metric.to(device)
+        return self
 
     def result(self):
         with warnings.catch_warnings():

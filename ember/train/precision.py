@@ -29,8 +29,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 class Precision:
-    def __init__(self, precision: str, device: torch.device):
-        self.name = resolve_precision(precision, device)
+    """The autocast context and gradient scaler of a resolved precision ("fp32", "bf16" or "fp16")."""
+
+    def __init__(self, name: str, device: torch.device):
+        self.name = name
         self.device_type = device.type
         self.dtype = _DTYPES.get(self.name)
         # Loss scaling only matters for fp16's narrow exponent range.

@@ -8,6 +8,9 @@ function; nothing else overrides it.
 
 Loss and metrics accumulate on the device and are read (one sync) only when the
 progress bar redraws, when a callback reads batch logs, and at the end of an epoch.
+
+`compile()` makes one Trainer per model from the frozen `TrainingRecipe`; its `TrainState`
+owns what training changes (optimizer, scaler, metrics, position...) across fit() calls.
 """
 import contextlib
 import math
@@ -16,7 +19,7 @@ import warnings
 import numpy as np
 import torch
 
-from ember.define.errors import ShapeError
+from ember.errors import ShapeError
 from ember.distributed.registry import get_strategy
 from ember.distributed.strategy import SingleProcess
 from ember.train.callbacks.base import CallbackList, LazyLogs
@@ -28,27 +31,35 @@ from ember.train.fast_paths import CpuTrainingFastPaths
 from ember.train.host_memory import keep_freed_memory
 from ember.train.jit import CompiledForward
 from ember.train.schedules import build_schedule
+from ember.train.state import TrainState
 
 
 class Trainer:
-    def __init__(self, model, compiled, require_compiled=True):
-        if compiled is None and require_compiled:
+    def __init__(self, model, recipe=None):
+        """`recipe`: compile()'s `TrainingRecipe`; None for an uncompiled model, which can only predict."""
+        self.model, self.recipe = model, recipe
+        self.state = TrainState(model, recipe) if recipe is not None else None
+        self.device = recipe.device if recipe is not None else _model_device(model)
+        self.diverged = False  # the loss became NaN or inf: fit stopped (BackupAndRestore keeps its backups)
+        # fit() replaces these with its strategy's for its duration; evaluate() runs in this process alone.
+        self.strategy, self.forward_model, self.fast_paths = SingleProcess(), model, contextlib.nullcontext()
+        self.targets_checked = False
+
+    @contextlib.contextmanager
+    def _apart_from_fit(self):
+        """evaluate() in this process alone, leaving a fit() that calls it (from a callback) as it was."""
+        during_fit = self.strategy, self.forward_model, self.targets_checked, self.state.running_state()
+        self.strategy, self.forward_model, self.targets_checked = SingleProcess(), self.model, False
+        try:
+            yield
+        finally:
+            self.strategy, self.forward_model, self.targets_checked, running = during_fit
+            self.state.load_running_state(running)
+
+    def _require_compiled(self):
+        if self.state is None:
             raise RuntimeError("the model is not compiled: call model.compile(optimizer=..., loss=..., "
                                "metrics=[...]) before fit() or evaluate()")
-        self.model = model
-        self.compiled = compiled
-        self.device = compiled.device if compiled else _model_device(model)
-        self.precision = compiled.precision if compiled else None
-        self.epoch = 0
-        self.step_in_epoch = 0
-        self.global_step = 0
-        self.scheduler = None
-        self.diverged = False  # the loss became NaN or inf: fit stopped (BackupAndRestore keeps its backups)
-        self._checked = False
-        # fit() replaces these with its strategy's; evaluate/predict alone run in this process.
-        self.strategy = SingleProcess()
-        self.forward_model = model
-        self.fast_paths = contextlib.nullcontext()
 
     # ------------------------------------------------------------------ fit
     def fit(self, x=None, y=None, *, batch_size=32, epochs=1, validation_data=None, validation_split=0.0,
@@ -61,9 +72,11 @@ class Trainer:
         strategy: "ddp", "fsdp" or an ember.distributed strategy (or set in compile()).
         resume: a BackupAndRestore directory to continue an interrupted run from.
         """
-        c, model = self.compiled, self.model
+        self._require_compiled()
+        recipe, state, model = self.recipe, self.state, self.model
         self._reuse_host_memory()
-        self.strategy = get_strategy(strategy if strategy is not None else c.strategy)
+        self.targets_checked, self.diverged = False, False
+        self.strategy = get_strategy(strategy if strategy is not None else recipe.strategy)
         if validation_split:
             (x, y), validation_data = split_validation(x, y, validation_split)
         seed = int(torch.randint(0, 2**62, (1,)).item())  # data order follows ember.seed()
@@ -74,17 +87,18 @@ class Trainer:
             val = make_batches(vx, vy, batch_size=validation_batch_size or batch_size, device=self.device,
                                what="validation_data")
         self._dry_run(train)  # builds lazy layers before a strategy wraps or shards them
-        self.forward_model = self.strategy.setup(model, train, c)
+        self.forward_model = self.strategy.setup(model, train, state)
+        optimizer = state.build_optimizer()  # after FSDP sharded the parameters it optimizes
         if val is not None:
             self.strategy.setup_validation(val)
-        if c.jit_compile:
+        if recipe.jit_compile:
             self.forward_model = CompiledForward(self.forward_model)
-        self.fast_paths = _training_fast_paths(c)
-        optimizer = c.ensure_optimizer(model)
+        self.fast_paths = _training_fast_paths(recipe, state)
         steps = len(train)
-        per_batch = c.lr_schedule_interval == "batch"
-        total = (math.ceil(steps / c.accumulate_steps) if steps else 0) * epochs if per_batch else epochs
-        self.scheduler = build_schedule(c.lr_schedule, optimizer, total_steps=total, warmup_steps=c.warmup_steps)
+        per_batch = recipe.lr_schedule_interval == "batch"
+        total = (math.ceil(steps / recipe.accumulate_steps) if steps else 0) * epochs if per_batch else epochs
+        state.scheduler = build_schedule(recipe.lr_schedule, optimizer, total_steps=total,
+                                         warmup_steps=recipe.warmup_steps)
 
         history = History()
         user_callbacks = list(callbacks or [])
@@ -99,68 +113,58 @@ class Trainer:
         last = [cb for cb in user_callbacks if getattr(cb, "runs_last", False)]
         first = [cb for cb in user_callbacks if not getattr(cb, "runs_last", False)]
         cbs = self.callbacks = CallbackList(first + [history] + shown + last, model, self, params)
-        self.train_data, self.epochs, self.start_epoch, self.start_step = train, epochs, initial_epoch, 0
+        state.start_fit(train, initial_epoch)
         model.stop_training = False
         logs = {}
-        cbs.on_train_begin()  # BackupAndRestore restores a backup here (resume_at)
-        for epoch in range(self.start_epoch, epochs):
-            self.epoch = epoch
+        cbs.on_train_begin()  # BackupAndRestore loads the state of a backup here, with its position
+        for epoch in range(state.first_epoch(epochs), epochs):
             model.train()
-            self._reset_running()
+            state.begin_epoch(epoch)
             cbs.on_epoch_begin(epoch)
-            start, self.start_step = self.start_step, 0
-            self.step_in_epoch = start
-            for step, batch in enumerate(train.epoch(epoch, start), start):
+            for step, batch in enumerate(state.batches(epoch), state.step_in_epoch):
                 cbs.on_train_batch_begin(step)
-                last_micro = (step + 1) % c.accumulate_steps == 0 or step + 1 == steps
+                last_micro = (step + 1) % recipe.accumulate_steps == 0 or step + 1 == steps
                 self.train_step(move(batch.inputs, self.device), move(batch.targets, self.device), last_micro,
                                 batch.weight)
-                self.step_in_epoch = step + 1
+                state.step_in_epoch = step + 1
                 cbs.on_train_batch_end(step, self.strategy.batch_logs(LazyLogs(self.running_logs)))
                 if model.stop_training:
                     break
+            state.between_epochs = True
             logs = self.running_logs()
             logs["lr"] = optimizer.param_groups[0]["lr"]
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_batches(val, cbs).items()})
-            if self.scheduler is not None and not per_batch:
-                self.scheduler.step()
+            if state.scheduler is not None and not per_batch:
+                state.scheduler.step()
             cbs.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
+        state.finished = True
         cbs.on_train_end(logs)
         return history
-
-    def resume_at(self, position: dict) -> None:
-        """Continue from a backup's loop position ({epoch, step, global_step, finished}): the next
-        batch to run is `step` of `epoch`; a finished run runs nothing more."""
-        self.global_step = position["global_step"]
-        self.start_epoch, self.start_step = position["epoch"], position["step"]
-        # The last epoch run; on_train_end reads it when the loop has nothing left to run.
-        self.epoch = position["epoch"] - 1 if position["step"] == 0 else position["epoch"]
-        if position["finished"]:
-            self.start_epoch = max(position["epoch"], self.epochs)
 
     def train_step(self, inputs, targets, last_micro=True, weight=1.0):
         """One micro-batch: forward and backward; on the last micro-batch, the optimizer step.
         `weight` scales the loss (this process's share of a global batch, ember.train.data.Batch)."""
-        c, opt, scaler = self.compiled, self.compiled.optimizer, self.precision.scaler
+        recipe, state = self.recipe, self.state
+        optimizer, scaler = state.optimizer, state.scaler
         # DDP/FSDP skip the gradient all-reduce on accumulation micro-batches.
         with self.strategy.gradient_sync(self.forward_model, last_micro):
-            with self.precision.autocast(), self.fast_paths:
+            with state.precision.autocast(), self.fast_paths:
                 outputs, loss = self.forward_and_loss(inputs, targets)
-            scaler.scale(loss * weight / c.accumulate_steps).backward()
+            scaler.scale(loss * weight / recipe.accumulate_steps).backward()
         if last_micro:
-            if c.clip_grad_norm:
-                scaler.unscale_(opt)
-                self.strategy.clip_grad_norm(self.model, c.clip_grad_norm)
-            scaler.step(opt)
+            if recipe.clip_grad_norm:
+                scaler.unscale_(optimizer)
+                self.strategy.clip_grad_norm(self.model, recipe.clip_grad_norm)
+            scaler.step(optimizer)
             scaler.update()
-            opt.zero_grad(set_to_none=True)
-            self.global_step += 1
-            if self.scheduler is not None and c.lr_schedule_interval == "batch":
-                self.scheduler.step()
-        self._track(loss, outputs, targets)
+            optimizer.zero_grad(set_to_none=True)
+            state.global_step += 1
+            if state.scheduler is not None and recipe.lr_schedule_interval == "batch":
+                state.scheduler.step()
+        state.track(loss, outputs, targets, _batch_size(outputs))
 
     def forward_and_loss(self, inputs, targets):
         """Model outputs (logits for Hugging Face outputs) and the loss to minimise."""
@@ -171,10 +175,10 @@ class Trainer:
                 raise
             raise explain_forward_error(self.model, inputs, error) from error
         outputs = _logits(raw)
-        if not self._checked:
-            check_targets(outputs, targets, self.compiled, self.train_data if self.model.training else None)
-            self._checked = True
-        if self.compiled.loss_fn is None:
+        if not self.targets_checked:
+            check_targets(outputs, targets, self.recipe, self.state.train_data if self.model.training else None)
+            self.targets_checked = True
+        if self.recipe.loss_fn is None:
             loss = getattr(raw, "loss", None)
             if loss is None:
                 raise ValueError("no loss: compile(loss=...) is needed unless the model returns its own .loss "
@@ -183,48 +187,22 @@ class Trainer:
         if targets is None:
             raise ValueError("the data has no targets (y) but the compiled loss needs them")
         try:
-            return outputs, self.compiled.loss_fn(outputs, targets)
+            return outputs, self.recipe.loss_fn(outputs, targets)
         except (IndexError, RuntimeError) as error:  # labels are checked on the first batch only
-            where = f"batch {self.step_in_epoch + 1} of epoch {self.epoch + 1}" if self.model.training \
+            where = f"batch {self.state.step_in_epoch + 1} of epoch {self.state.epoch + 1}" if self.model.training \
                 else "an evaluation batch"
-            raise explain_loss_error(outputs, targets, self.compiled, error, where) from error
-
-    # ------------------------------------------------------- running logs
-    def _reset_running(self):
-        self._loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        self._seen = 0
-        for m in self.compiled.metrics:
-            m.reset()
-
-    def _track(self, loss, outputs, targets):
-        n = _batch_size(outputs)
-        if n == 0:  # a rank's share of a short last batch can be empty (distributed)
-            return
-        self._loss_sum += loss.detach().double() * n
-        self._seen += n
-        if targets is not None:
-            for m in self.compiled.metrics:
-                m.update(outputs.detach(), targets)
-
-    def running_state(self) -> dict:
-        """This epoch's running loss and metric sums so far (a mid-epoch backup saves them)."""
-        return {"loss_sum": self._loss_sum.cpu(), "seen": self._seen,
-                "metrics": [_to_cpu(m.state_dict()) for m in self.compiled.metrics]}
-
-    def load_running_state(self, state: dict) -> None:
-        self._loss_sum, self._seen = state["loss_sum"].to(self.device), state["seen"]
-        for metric, saved in zip(self.compiled.metrics, state["metrics"]):
-            metric.load_state_dict({name: _to_device(value, self.device) for name, value in saved.items()})
+            raise explain_loss_error(outputs, targets, self.recipe, error, where) from error
 
     def running_logs(self) -> dict:
         """Mean loss and metrics so far this epoch, reduced across processes (syncs the device)."""
-        loss_sum, seen = self.strategy.reduce_sum(self._loss_sum, self._seen)
+        state = self.state
+        loss_sum, seen = self.strategy.reduce_sum(state.loss_sum, state.seen)
         loss = (loss_sum / max(seen, 1)).item()
         logs = {"loss": loss}
-        for m in self.compiled.metrics:
+        for m in state.metrics:
             logs[m.name] = float(self.strategy.reduce_metric(m).result())
         if not math.isfinite(loss) and self.model.training and not self.model.stop_training:
-            warnings.warn(f"the loss became {loss} in epoch {self.epoch + 1} (by batch {self.step_in_epoch}): "
+            warnings.warn(f"the loss became {loss} in epoch {state.epoch + 1} (by batch {state.step_in_epoch}): "
                           "training stopped. Lower the learning rate or clip gradients (clip_grad_norm=).",
                           RuntimeWarning, stacklevel=2)
             self.model.stop_training = self.diverged = True
@@ -235,10 +213,12 @@ class Trainer:
         """Loss and metrics over the data: a dict, or with return_dict=False Keras' list (loss first;
         the loss alone when there are no metrics). verbose=1 draws a progress bar; callbacks get the
         on_test_* hooks."""
+        self._require_compiled()
         self._reuse_host_memory()
         batches = make_batches(x, y, batch_size=batch_size, device=self.device)
         self._dry_run(batches)
-        logs = self._evaluate_batches(batches, self._callbacks(callbacks, verbose, batches))
+        with self._apart_from_fit():
+            logs = self._evaluate_batches(batches, self._callbacks(callbacks, verbose, batches))
         if return_dict:
             return logs
         values = list(logs.values())
@@ -247,15 +227,15 @@ class Trainer:
     def _evaluate_batches(self, batches, callbacks):
         was_training = self.model.training
         self.model.eval()
-        self._reset_running()
+        self.state.reset_running()
         callbacks.on_test_begin()
         try:
-            with torch.inference_mode(), self.precision.autocast():
+            with torch.inference_mode(), self.state.precision.autocast():
                 for step, (inputs, targets, _) in enumerate(batches.epoch(0)):
                     callbacks.on_test_batch_begin(step)
                     targets = move(targets, self.device)
                     outputs, loss = self.forward_and_loss(move(inputs, self.device), targets)
-                    self._track(loss, outputs, targets)
+                    self.state.track(loss, outputs, targets, _batch_size(outputs))
                     callbacks.on_test_batch_end(step, LazyLogs(self.running_logs))
             logs = self.running_logs()
         finally:
@@ -270,7 +250,7 @@ class Trainer:
         batches = make_batches(x, None, batch_size=batch_size, device=self.device, what="x")
         self._dry_run(batches)
         callbacks = self._callbacks(callbacks, verbose, batches)
-        autocast = self.precision.autocast() if self.precision else contextlib.nullcontext()
+        autocast = self.state.precision.autocast() if self.state else contextlib.nullcontext()
         was_training = self.model.training
         self.model.eval()
         chunks = []
@@ -309,33 +289,33 @@ class Trainer:
     def _reuse_host_memory(self):
         # Process-wide (glibc malloc settings): only a compiled model's fit/evaluate/predict, which
         # asked for it with compile(reuse_host_memory=True, the default), changes it.
-        if self.compiled is not None and self.compiled.reuse_host_memory:
+        if self.recipe is not None and self.recipe.reuse_host_memory:
             keep_freed_memory()
 
     def _dry_run(self, batches):
         """Forward the first batch before training when needed: to build layers used without an
         input shape, and to check the model accepts channels_last activations (a `.view()` on
         them fails; such a model keeps the default layout)."""
-        c = self.compiled
-        if c is None or (c.optimizer is not None and (c.layout_checked or not c.channels_last)):
+        state = self.state
+        if state is None or (state.optimizer is not None and (state.layout_checked or not state.channels_last)):
             return
         inputs = move(next(iter(batches.epoch(0)))[0], self.device)
-        if c.optimizer is None:
+        if state.optimizer is None:
             self._forward_without_grad(inputs)
             self.model.to(self.device)
-        if c.channels_last and not c.layout_checked:
+        if state.channels_last and not state.layout_checked:
             self.model.to(memory_format=torch.channels_last)
             try:
                 self._forward_without_grad(inputs)
             except ShapeError as error:
                 if "view size is not compatible" not in str(error):
                     raise
-                c.channels_last = False
+                state.channels_last = False
                 self.model.to(memory_format=torch.contiguous_format)
                 warnings.warn("the model calls .view() on convolution outputs, which fails on channels_last "
                               "activations: training in the default memory layout (use .reshape() or "
                               ".flatten(1) to get the faster one)", stacklevel=3)
-        c.layout_checked = True
+        state.layout_checked = True
 
     def _forward_without_grad(self, inputs):
         was_training = self.model.training
@@ -351,11 +331,11 @@ class Trainer:
             self.model.train(was_training)
 
 
-def _training_fast_paths(c):
+def _training_fast_paths(recipe, state):
     """The context the training forward runs in: ember/train/fast_paths.py on the CPU, where measured."""
-    if c.jit_compile or c.device.type != "cpu" or not (c.fast_dropout or c.channels_last):
+    if recipe.jit_compile or recipe.device.type != "cpu" or not (recipe.fast_dropout or state.channels_last):
         return contextlib.nullcontext()  # torch.compile fuses these itself
-    return CpuTrainingFastPaths(dropout=c.fast_dropout, channels_last=c.channels_last)
+    return CpuTrainingFastPaths(dropout=recipe.fast_dropout, channels_last=state.channels_last)
 
 
 def _split_xy(data):
@@ -379,16 +359,6 @@ def _to_numpy(outputs):
         return tuple(_to_numpy(o) for o in outputs)
     return outputs.detach().float().cpu().numpy() if outputs.dtype in (torch.bfloat16, torch.float16) \
         else outputs.detach().cpu().numpy()
-
-
-def _to_cpu(state: dict) -> dict:
-    return {name: _to_device(value, "cpu") for name, value in state.items()}
-
-
-def _to_device(value, device):
-    if isinstance(value, list):
-        return [_to_device(v, device) for v in value]
-    return value.detach().to(device) if isinstance(value, torch.Tensor) else value
 
 
 def _model_device(model):

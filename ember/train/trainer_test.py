@@ -326,3 +326,27 @@ def test_evaluate_and_predict_draw_a_progress_bar_when_verbose(capsys):
     assert lines[1].startswith("3/3 [") and "ms/step" in lines[1]
     model.fit(x, y, batch_size=16, validation_data=(x, y), verbose=1)  # validation draws no bar of its own
     assert len(capsys.readouterr().out.splitlines()) == 2  # "Epoch 1/1" and its line
+
+
+def test_evaluate_from_a_callback_mid_epoch_leaves_the_training_logs_as_they_were():
+    x, y = make_data()
+
+    def train(callbacks):
+        model = mlp()
+        probe = ember.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: model.evaluate(x[:10], y[:10]))
+        return model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[probe] if callbacks else []).history
+
+    assert train(callbacks=True) == train(callbacks=False)
+
+
+def test_compile_freezes_the_recipe_and_the_state_lives_on_across_fits():
+    x, y = make_data()
+    model = mlp()
+    with pytest.raises(AttributeError):
+        model.recipe.accumulate_steps = 2  # a frozen description: recompile to change it
+    assert model.recipe.describe()["optimizer"] == "adam"
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    optimizer, steps = model.optimizer, model.trainer.state.global_step
+    assert steps == 6 and optimizer.state  # Adam's moments
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert model.optimizer is optimizer and model.trainer.state.global_step == 12  # as Keras' optimizer.iterations

@@ -10,7 +10,7 @@ from torch import nn
 
 from ember.config import normalize_data_format
 from ember.define.config_record import record_init_arguments
-from ember.define.errors import ShapeError
+from ember.errors import ShapeError
 
 
 class Layer(nn.Module):

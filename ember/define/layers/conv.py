@@ -83,3 +83,4 @@ class Conv1D(_Conv):
 class Conv2D(_Conv):
     spatial_dims = 2
     conv = staticmethod(F.conv2d)
+    prefers_channels_last = True  # compile(channels_last="auto") turns it on for models with one

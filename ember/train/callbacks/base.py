@@ -1,7 +1,7 @@
 """`Callback` with Keras' hook names, and `CallbackList`, which calls them in order.
 
-Callbacks see `self.model` (the ember model) and `self.trainer` (its optimizer,
-scheduler, scaler and loop position). Batch-level `logs` are lazy: reading one syncs
+Callbacks see `self.model` (the ember model) and `self.trainer`: `trainer.state` (a
+`TrainState`: optimizer, LR schedule, scaler, metrics, loop position) and `trainer.strategy`. Batch-level `logs` are lazy: reading one syncs
 the device, so callbacks that never read them cost nothing.
 """
 from collections.abc import Mapping
@@ -88,6 +88,16 @@ class CallbackList:
 
     def __iter__(self):
         return iter(self.callbacks)
+
+    def by_key(self, excluding=None) -> dict:
+        """The callbacks keyed by class name (and #n for repeats): how a backup names their states."""
+        keyed, counts = {}, {}
+        for cb in self.callbacks:
+            if cb is not excluding:
+                name = type(cb).__name__
+                counts[name] = counts.get(name, 0) + 1
+                keyed[name if counts[name] == 1 else f"{name}#{counts[name]}"] = cb
+        return keyed
 
     def on_train_begin(self, logs=None):
         for cb in self.callbacks:

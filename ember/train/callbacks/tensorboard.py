@@ -17,7 +17,7 @@ class TensorBoard(Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.writer is not None and isinstance(self.update_freq, int) and batch % self.update_freq == 0:
             for key, value in (logs or {}).items():
-                self.writer.add_scalar(f"batch/{key}", value, self.trainer.global_step)
+                self.writer.add_scalar(f"batch/{key}", value, self.trainer.state.global_step)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.writer is None:
