@@ -73,17 +73,17 @@ class Model(nn.Module):
     # --- saving and export ----------------------------------------------------
     def save(self, path):
         """Write one file: weights (safetensors), architecture and compile config (JSON)."""
-        from ember.deploy.saving import save_model
+        from ember.saving import save_model
 
         save_model(self, path)
 
     def save_weights(self, path):
-        from ember.deploy.saving import save_weights
+        from ember.saving import save_weights
 
         save_weights(self, path)
 
     def load_weights(self, path, strict=True):
-        from ember.deploy.saving import load_weights
+        from ember.saving import load_weights
 
         load_weights(self, path, strict=strict)
         return self
