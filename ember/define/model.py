@@ -7,22 +7,16 @@ lives in `ember.train.trainer`, saving and export in `ember.deploy`.
 from torch import nn
 
 from ember.define.config_record import record_init_arguments
-
-
-# "module.QualName" -> every ember.Model subclass defined in this process. ember.load() rebuilds
-# a model file's class from here: a file names a class, it never chooses what gets imported.
-_SUBCLASSES = {}
-
-
-def class_path(cls) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+from ember.saving.registry import register_model_class
 
 
 class Model(nn.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         record_init_arguments(cls)  # so ember.load() can rebuild subclassed models
-        _SUBCLASSES[class_path(cls)] = cls
+        # ember.load() rebuilds a model file's class from the registry: a file names a class, it
+        # never chooses what gets imported.
+        register_model_class(cls)
 
     # Set by compile(); a plain object so it is not registered as a sub-module.
     compiled = None
@@ -111,11 +105,6 @@ class Wrapped(Model):
         except AttributeError:
             # Attributes of the wrapped model (e.g. a Hugging Face model's `.config`).
             return getattr(super().__getattr__("module"), name)
-
-
-def defined_model_class(path: str):
-    """The ember.Model subclass defined in this process under `path` ("module.QualName"), or None."""
-    return _SUBCLASSES.get(path)
 
 
 def wrap(module: nn.Module) -> Model:

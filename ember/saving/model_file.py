@@ -25,6 +25,7 @@ from torch import nn
 from ember.container import FileFormatError, member_names, parse_safetensors, read_container, write_container
 from ember.distributed import is_sharded
 from ember.io import atomic_write_bytes
+from ember.saving import registry
 
 FORMAT = "ember-model"
 VERSION = 1
@@ -35,18 +36,17 @@ class ModelFileError(FileFormatError):
 
 
 def save_model(model: nn.Module, path) -> Path:
-    from ember.define.sequential import Sequential
-
     weights = _tensors_bytes(model)  # first: under FSDP, a collective every rank joins
     if weights is None:
         return Path(path)  # a rank of an FSDP run other than 0, which writes the file
     meta = {"format": FORMAT, "version": VERSION, "torch": torch.__version__}
-    if isinstance(model, Sequential):
-        meta["architecture"] = {"kind": "sequential", "config": model.get_config()}
+    kind = registry.config_kind_of(model)
+    if kind is not None:
+        meta["architecture"] = {"kind": kind, "config": model.get_config()}
     else:
         arguments = getattr(model, "_init_arguments", None)
         model_class = type(model).__bases__[-1] if is_sharded(model) else type(model)  # not FSDP's FSDP<Name>
-        architecture = {"kind": "class", "class_path": f"{model_class.__module__}.{model_class.__qualname__}"}
+        architecture = {"kind": "class", "class_path": registry.class_path(model_class)}
         try:
             architecture["arguments"] = json.loads(json.dumps(arguments)) if arguments is not None else None
         except (TypeError, ValueError) as error:
@@ -88,7 +88,7 @@ def load_model(path, compile=True, custom_objects=None) -> nn.Module:
     except ModelFileError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure to build from the file's values is the file's
-        if architecture.get("kind") == "sequential":
+        if architecture.get("kind") != "class":  # a config is data: failing to build it is the file's fault
             raise _unbuildable(path, error) from error
         probe = None  # a user class that cannot be built on `meta`: allowed code, checked after building
     if probe is not None:
@@ -183,13 +183,6 @@ def _read_archive(path, data=None):
 def _architecture_builder(architecture, path, custom_objects):
     """A function that builds the model the architecture describes (called twice: on `meta`, then for real)."""
     kind = architecture.get("kind")
-    if kind == "sequential":
-        from ember.define.sequential import Sequential
-
-        config = architecture.get("config")
-        if not isinstance(config, dict):
-            raise ModelFileError(f"{path}: the Sequential architecture has no config object")
-        return lambda: Sequential.from_config(config)
     if kind == "class":
         cls = _allowed_class(architecture, path, custom_objects)
         arguments = architecture.get("arguments")
@@ -197,14 +190,19 @@ def _architecture_builder(architecture, path, custom_objects):
             raise ModelFileError(f"{path}: the constructor arguments of {architecture['class_path']} are not an "
                                  "object of named arguments")
         return lambda: cls(**arguments)
-    raise ModelFileError(f"{path}: unknown architecture kind {kind!r}; expected 'sequential' or 'class'")
+    config_built = registry.config_class(kind) if isinstance(kind, str) else None
+    if config_built is None:
+        raise ModelFileError(f"{path}: unknown architecture kind {kind!r}; expected 'class' or one registered in "
+                             f"this process, {registry.config_kinds()} (ember.load() registers ember's own)")
+    config = architecture.get("config")
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: the {kind} architecture has no config object")
+    return lambda: config_built.from_config(config)
 
 
 def _allowed_class(architecture, path, custom_objects):
     """The class a file names, if the caller allows it; nothing is imported because a file says so,
     except ember's own modules."""
-    from ember.define.model import defined_model_class
-
     class_path = architecture.get("class_path")
     if not isinstance(class_path, str):
         raise ModelFileError(f"{path}: the architecture names no class_path")
@@ -212,13 +210,14 @@ def _allowed_class(architecture, path, custom_objects):
         raise ModelFileError(f"{path}: cannot rebuild {class_path}: {architecture.get('why_not_rebuildable')}. "
                              "Build the model yourself and call model.load_weights(path).")
     allowed = _custom_classes(custom_objects)
-    cls = allowed.get(class_path) or allowed.get(class_path.rpartition(".")[2]) or defined_model_class(class_path)
+    cls = allowed.get(class_path) or allowed.get(class_path.rpartition(".")[2]) \
+        or registry.defined_model_class(class_path)
     if cls is None and class_path.startswith("ember.") and class_path.count(".") >= 2:
         try:  # ember's own classes (a converted Keras graph) are part of the trusted environment
             importlib.import_module(class_path.rpartition(".")[0])
         except ImportError:
             pass
-        cls = defined_model_class(class_path)
+        cls = registry.defined_model_class(class_path)
     if cls is None:
         raise ModelFileError(
             f"{path} names the model class {class_path}, which is not an ember.Model subclass defined in this "
@@ -235,9 +234,7 @@ def _custom_classes(custom_objects) -> dict:
         return {}
     if isinstance(custom_objects, dict):
         return dict(custom_objects)
-    from ember.define.model import class_path
-
-    return {key: cls for cls in custom_objects for key in (class_path(cls), cls.__name__)}
+    return {key: cls for cls in custom_objects for key in (registry.class_path(cls), cls.__name__)}
 
 
 def _unbuildable(path, error):
