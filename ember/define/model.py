@@ -66,15 +66,22 @@ class Model(nn.Module):
 
     # --- saving and export ----------------------------------------------------
     def save(self, path):
-        """Write one file: weights (safetensors), architecture and compile config (JSON)."""
+        """Write one file: weights (safetensors), architecture and compile config (JSON).
+        Under FSDP every rank calls it: the weights are gathered and rank 0 writes."""
         from ember.saving import save_model
 
-        save_model(self, path)
+        saved = _weights_and_class(self)
+        if saved is not None:
+            weights, model_class = saved
+            save_model(self, path, weights=weights, model_class=model_class)
 
     def save_weights(self, path):
+        """Write the weights as a safetensors file. Under FSDP every rank calls it, as for save()."""
         from ember.saving import save_weights
 
-        save_weights(self, path)
+        saved = _weights_and_class(self)
+        if saved is not None:
+            save_weights(saved[0], path)
 
     def load_weights(self, path, strict=True):
         from ember.saving import load_weights
@@ -105,6 +112,22 @@ class Wrapped(Model):
         except AttributeError:
             # Attributes of the wrapped model (e.g. a Hugging Face model's `.config`).
             return getattr(super().__getattr__("module"), name)
+
+
+def _weights_and_class(model):
+    """(full state_dict, class built as) of a model to save, or None on an FSDP rank other than 0.
+    Under FSDP every rank must call it: gathering the shards to rank 0 is a collective, and FSDP
+    swapped the class for its FSDP<Name> subclass."""
+    from ember.distributed import is_sharded
+
+    if not is_sharded(model):
+        return model.state_dict(), type(model)
+    import torch.distributed as dist
+
+    from ember.distributed import gather_state_dict
+
+    weights = gather_state_dict(model)
+    return (weights, type(model).__bases__[-1]) if dist.get_rank() == 0 else None
 
 
 def wrap(module: nn.Module) -> Model:

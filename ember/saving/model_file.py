@@ -23,7 +23,6 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from ember.container import FileFormatError, member_names, parse_safetensors, read_container, write_container
-from ember.distributed import is_sharded
 from ember.io import atomic_write_bytes
 from ember.saving import registry
 
@@ -35,17 +34,16 @@ class ModelFileError(FileFormatError):
     """A model or weights file that is corrupt, truncated, unsafe or does not fit."""
 
 
-def save_model(model: nn.Module, path) -> Path:
-    weights = _tensors_bytes(model)  # first: under FSDP, a collective every rank joins
-    if weights is None:
-        return Path(path)  # a rank of an FSDP run other than 0, which writes the file
+def save_model(model: nn.Module, path, *, weights: dict, model_class: type) -> Path:
+    """Write `model` as one file: `weights` (its full state_dict: the caller gathers a sharded model's),
+    how to rebuild it (its config, or `model_class` and its constructor arguments) and its compile
+    configuration. `model_class` is the class it was built as, not one that wraps it (FSDP's FSDP<Name>)."""
     meta = {"format": FORMAT, "version": VERSION, "torch": torch.__version__}
     kind = registry.config_kind_of(model)
     if kind is not None:
         meta["architecture"] = {"kind": kind, "config": model.get_config()}
     else:
         arguments = getattr(model, "_init_arguments", None)
-        model_class = type(model).__bases__[-1] if is_sharded(model) else type(model)  # not FSDP's FSDP<Name>
         architecture = {"kind": "class", "class_path": registry.class_path(model_class)}
         try:
             architecture["arguments"] = json.loads(json.dumps(arguments)) if arguments is not None else None
@@ -60,7 +58,8 @@ def save_model(model: nn.Module, path) -> Path:
     compiled = getattr(model, "compiled", None)
     meta["compile"] = compiled.spec if compiled is not None else None
 
-    write_container(path, {"ember.json": json.dumps(meta, indent=2).encode(), "weights.safetensors": weights})
+    write_container(path, {"ember.json": json.dumps(meta, indent=2).encode(),
+                           "weights.safetensors": _safetensors_bytes(weights)})
     return Path(path)
 
 
@@ -111,10 +110,9 @@ def load_model(path, compile=True, custom_objects=None) -> nn.Module:
     return model
 
 
-def save_weights(model: nn.Module, path) -> Path:
-    weights = _tensors_bytes(model)
-    if weights is not None:
-        atomic_write_bytes(path, weights)
+def save_weights(weights: dict, path) -> Path:
+    """Write a state_dict as a safetensors file."""
+    atomic_write_bytes(path, _safetensors_bytes(weights))
     return Path(path)
 
 
@@ -128,20 +126,8 @@ def load_weights(model: nn.Module, path, strict=True) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------
-def _tensors_bytes(model):
-    """The weights as safetensors bytes. An FSDP-sharded model's are gathered to rank 0 (every rank
-    must call this); the other ranks get None."""
-    if is_sharded(model):
-        import torch.distributed as dist
-
-        from ember.distributed import gather_state_dict
-
-        state = gather_state_dict(model)
-        if dist.get_rank() != 0:
-            return None
-    else:
-        state = model.state_dict()
-    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+def _safetensors_bytes(weights):
+    state = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     return save_safetensors(_dedupe_shared(state))
 
 
