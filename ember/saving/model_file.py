@@ -1,18 +1,18 @@
 """One-file model saving: an `ember.container` zip of JSON and safetensors. Loading never unpickles.
 
 Layout of a `.ember` file (any extension works):
-- `ember.json`: format version, how to rebuild the model (a Sequential's layer configs,
-  or a class path and the constructor arguments recorded at construction),
-  and the compile configuration;
+- `ember.json`: format version, how to rebuild the model (the config of a registered config
+  kind, such as a Sequential's layer configs, or a class path and the constructor arguments
+  recorded at construction), and the compile configuration;
 - `weights.safetensors`: every tensor of `state_dict()`.
 
 A model file may come from anyone (docs/security.md). Loading imports nothing the file names:
-a class path is looked up among the `ember.Model` subclasses this process has defined, ember's
-own, and the classes the caller allows (`custom_objects`). The architecture is first built on the
+kinds and class paths are looked up in `ember.saving.registry`, which holds the `ember.Model`
+subclasses this process has defined (`ember.load` imports ember's own first), and among the
+classes the caller allows (`custom_objects`). The architecture is first built on the
 `meta` device and checked against the weights the file really holds, so a file declaring a huge
 layer fails before any memory is allocated for it.
 """
-import importlib
 import io
 import json
 import zipfile
@@ -65,17 +65,11 @@ def save_model(model: nn.Module, path, *, weights: dict, model_class: type) -> P
 
 def load_model(path, compile=True, custom_objects=None) -> nn.Module:
     """Rebuild a model saved with `model.save()`: weights, architecture, compile configuration.
-    Keras `.keras` / `.h5` files (recognised by content) go through `ember.from_keras`.
+    Call `ember.load`, which registers ember's own model classes first and reads Keras files too.
 
     custom_objects: model classes the file may name besides the `ember.Model` subclasses already
     defined in this process: a dict {name or "module.QualName": class} or a list of classes.
     """
-    from ember.keras.files import is_keras_file
-
-    if is_keras_file(path):
-        from ember.keras import from_keras
-
-        return from_keras(path)
     meta, weights = _read_archive(path)
     architecture = meta.get("architecture")
     if not isinstance(architecture, dict):
@@ -187,8 +181,7 @@ def _architecture_builder(architecture, path, custom_objects):
 
 
 def _allowed_class(architecture, path, custom_objects):
-    """The class a file names, if the caller allows it; nothing is imported because a file says so,
-    except ember's own modules."""
+    """The class a file names, if the caller allows it; nothing is imported because a file says so."""
     class_path = architecture.get("class_path")
     if not isinstance(class_path, str):
         raise ModelFileError(f"{path}: the architecture names no class_path")
@@ -198,12 +191,6 @@ def _allowed_class(architecture, path, custom_objects):
     allowed = _custom_classes(custom_objects)
     cls = allowed.get(class_path) or allowed.get(class_path.rpartition(".")[2]) \
         or registry.defined_model_class(class_path)
-    if cls is None and class_path.startswith("ember.") and class_path.count(".") >= 2:
-        try:  # ember's own classes (a converted Keras graph) are part of the trusted environment
-            importlib.import_module(class_path.rpartition(".")[0])
-        except ImportError:
-            pass
-        cls = registry.defined_model_class(class_path)
     if cls is None:
         raise ModelFileError(
             f"{path} names the model class {class_path}, which is not an ember.Model subclass defined in this "
