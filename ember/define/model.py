@@ -2,7 +2,7 @@
 
 Subclass it exactly like `nn.Module` (`__init__` + `forward`), or give an existing
 module the same methods with `ember.wrap(module)`. The methods are thin: training
-lives in `ember.train.trainer`, saving and export in `ember.deploy`.
+lives in `ember.train.trainer`, saving in `ember.saving`, export in `ember.deploy`.
 """
 from torch import nn
 
