@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Model": ("ember.define", "Model"), "Sequential": ("ember.define", "Sequential"),
     "Summary": ("ember.define", "Summary"), "wrap": ("ember.define", "wrap"),
-    "load": ("ember.deploy.saving", "load_model"),
+    "load": ("ember.loading", "load"),
     "from_keras": ("ember.keras", "from_keras"), "load_keras_weights": ("ember.keras", "load_keras_weights"),
     "seed": ("ember.seeding", "seed"),
 }

@@ -1,6 +1,6 @@
 """ember's file container: a zip, stored (never compressed), of a JSON document and a safetensors blob.
 
-Model files (`ember.deploy.saving`) and training backups (`ember.train.checkpoint`) are both
+Model files (`ember.saving`) and training backups (`ember.train.checkpoint`) are both
 one of these. Every file ember reads may come from someone else, so reading treats it as hostile
 (docs/security.md):
 - a pickle is refused before anything parses it;

@@ -111,7 +111,7 @@ def _model_file_reader(folder: Path):
 
     import ember
     from ember import layers
-    from ember.deploy.saving import ModelFileError
+    from ember.saving import ModelFileError
 
     ember.seed(0)
     model = ember.Sequential([layers.Input((6,)), layers.Dense(8, activation="relu"), layers.BatchNorm(),

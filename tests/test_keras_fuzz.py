@@ -375,7 +375,7 @@ def careless_reader(path):
 def work(reader: str, seeds: Path, count: int, rng_seed: int, failing: Path) -> dict:
     import warnings
 
-    from ember.deploy.saving import ModelFileError
+    from ember.saving import ModelFileError
     from ember.keras.testing import peak_memory_of
 
     warnings.simplefilter("ignore")

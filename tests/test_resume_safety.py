@@ -10,7 +10,7 @@ import torch
 
 import ember
 from ember import layers
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 
 
 class Payload:

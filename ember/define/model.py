@@ -2,27 +2,21 @@
 
 Subclass it exactly like `nn.Module` (`__init__` + `forward`), or give an existing
 module the same methods with `ember.wrap(module)`. The methods are thin: training
-lives in `ember.train.trainer`, saving and export in `ember.deploy`.
+lives in `ember.train.trainer`, saving in `ember.saving`, export in `ember.deploy`.
 """
 from torch import nn
 
 from ember.define.config_record import record_init_arguments
-
-
-# "module.QualName" -> every ember.Model subclass defined in this process. ember.load() rebuilds
-# a model file's class from here: a file names a class, it never chooses what gets imported.
-_SUBCLASSES = {}
-
-
-def class_path(cls) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+from ember.saving.registry import register_model_class
 
 
 class Model(nn.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         record_init_arguments(cls)  # so ember.load() can rebuild subclassed models
-        _SUBCLASSES[class_path(cls)] = cls
+        # ember.load() rebuilds a model file's class from the registry: a file names a class, it
+        # never chooses what gets imported.
+        register_model_class(cls)
 
     # Set by compile(): plain objects, so not registered as sub-modules.
     trainer = None  # ember.train.trainer.Trainer; its `state` (TrainState) holds the optimizer, metrics...
@@ -77,18 +71,25 @@ class Model(nn.Module):
 
     # --- saving and export ----------------------------------------------------
     def save(self, path):
-        """Write one file: weights (safetensors), architecture and compile config (JSON)."""
-        from ember.deploy.saving import save_model
+        """Write one file: weights (safetensors), architecture and compile config (JSON).
+        Under FSDP every rank calls it: the weights are gathered and rank 0 writes."""
+        from ember.saving import save_model
 
-        save_model(self, path)
+        saved = _weights_and_class(self)
+        if saved is not None:
+            weights, model_class = saved
+            save_model(self, path, weights=weights, model_class=model_class)
 
     def save_weights(self, path):
-        from ember.deploy.saving import save_weights
+        """Write the weights as a safetensors file. Under FSDP every rank calls it, as for save()."""
+        from ember.saving import save_weights
 
-        save_weights(self, path)
+        saved = _weights_and_class(self)
+        if saved is not None:
+            save_weights(saved[0], path)
 
     def load_weights(self, path, strict=True):
-        from ember.deploy.saving import load_weights
+        from ember.saving import load_weights
 
         load_weights(self, path, strict=strict)
         return self
@@ -118,9 +119,20 @@ class Wrapped(Model):
             return getattr(super().__getattr__("module"), name)
 
 
-def defined_model_class(path: str):
-    """The ember.Model subclass defined in this process under `path` ("module.QualName"), or None."""
-    return _SUBCLASSES.get(path)
+def _weights_and_class(model):
+    """(full state_dict, class built as) of a model to save, or None on an FSDP rank other than 0.
+    Under FSDP every rank must call it: gathering the shards to rank 0 is a collective, and FSDP
+    swapped the class for its FSDP<Name> subclass."""
+    from ember.distributed import is_sharded
+
+    if not is_sharded(model):
+        return model.state_dict(), type(model)
+    import torch.distributed as dist
+
+    from ember.distributed import gather_state_dict
+
+    weights = gather_state_dict(model)
+    return (weights, type(model).__bases__[-1]) if dist.get_rank() == 0 else None
 
 
 def wrap(module: nn.Module) -> Model:

@@ -5,6 +5,7 @@ from ember.define.layers.base import Layer
 from ember.define.layers.core import Input
 from ember.define.model import Model
 from ember.define.shapes import infer_output_shape
+from ember.saving.registry import register_config_class
 
 
 class Sequential(Model):
@@ -96,6 +97,10 @@ class Sequential(Model):
         if model.input_shape is None and config.get("input_shape"):
             model.build(config["input_shape"])
         return model
+
+
+# A Sequential is saved as its layer configs, data from which ember.load() rebuilds it.
+register_config_class("sequential", Sequential)
 
 
 def _build(layer, shape):

@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 
 # A member may inflate to MAX_INFLATION times its compressed size, plus SMALL_MEMBER bytes.
 # Weights compress by 1.1-2x under deflate; JSON configs by 5-20x, rarely beyond 30x; a small

@@ -7,7 +7,7 @@ import zlib
 import pytest
 import torch
 
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 from ember.keras import from_keras
 from ember.keras.files import is_keras_file, read_keras_file
 from ember.keras.testing import (BIAS, DENSE, INPUT, KERNEL, keras3_weights, peak_memory_of, sequential_config,

@@ -12,7 +12,7 @@ import torch
 
 from ember.define import layers as L
 from ember.define.sequential import Sequential
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 from ember.keras.files import keras3_weight_path, read_keras_file
 from ember.keras.graph import KerasGraph, build_module
 from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, convert_weights, copy_weights,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ember
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
 from ember.keras.testing import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, sequential_config,
                                  write_keras)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ember.container import parse_json_object
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 from ember.keras.archive import ZIP_ERRORS, read_members
 from ember.keras.hdf5 import H5File
 from ember.keras.isolation import run_forked

@@ -17,7 +17,7 @@ import io
 
 import numpy as np
 
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 from ember.keras.model_config import describe
 
 # What h5py raises on a damaged file: HDF5's errors as OSError, KeyError, ValueError or

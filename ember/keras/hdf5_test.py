@@ -14,7 +14,7 @@ import pytest
 
 import ember
 from ember.define import layers as L
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 from ember.keras import from_keras, load_keras_weights
 from ember.keras import cli as keras_cli
 from ember.keras.files import read_keras_file

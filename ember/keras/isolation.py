@@ -28,7 +28,7 @@ import traceback
 
 import numpy as np
 
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 
 NUMERIC_KINDS = "fiub"
 _LENGTH = struct.Struct("<Q")

@@ -7,7 +7,7 @@ where in the config it was, what was expected and what came. Each layer's own op
 (units, kernel_size, ...) are interpreted by `ember.keras.layers`, under the check in
 `convert._Builder.add_layer`.
 """
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 from ember.keras.layers import UnsupportedConfig
 
 UNKNOWN_DIM = 32  # stands in for a None (variable) size while shapes are inferred

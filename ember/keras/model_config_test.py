@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
 from ember.keras.testing import (BIAS, DENSE, INPUT, KERNEL, functional_dense_config, keras3_weights, layer,
                                  peak_memory_of, sequential_config, write_keras)

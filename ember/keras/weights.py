@@ -9,7 +9,7 @@ import torch
 
 from ember.define import layers as L
 from ember.define.layers.base import ImageLayer, Layer
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 from ember.keras.files import keras3_weight_path, read_keras_file
 from ember.keras.layers import KERAS, KERAS_LAYERS, convert_weights, copy_weights
 

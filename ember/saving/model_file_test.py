@@ -2,8 +2,10 @@
 import io
 import json
 import pickle
+import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +13,10 @@ import torch
 
 import ember
 from ember import layers
-from ember.deploy.saving import ModelFileError
+from ember.saving import ModelFileError
 
+# Written by ember before #16 and committed: the format must keep reading it.
+SEQUENTIAL_V1 = Path(__file__).parents[2] / "tests" / "data" / "formats" / "sequential-v1.ember"
 
 class TwoLayers(ember.Model):
     def __init__(self, hidden=4):
@@ -53,6 +57,36 @@ def test_a_class_named_by_the_file_is_not_imported(tmp_path):
                                              r"process.*custom_objects"):
         ember.load(tmp_path / "m.ember")
     assert "this" not in sys.modules  # importing `this` prints the Zen of Python: it never ran
+
+
+def _run_fresh(script: str) -> str:
+    """The output of `script` run by a new interpreter, where nothing of ember is imported yet."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_a_class_of_an_ember_module_named_by_the_file_is_not_imported_either(tmp_path):
+    TwoLayers().save(tmp_path / "m.ember")
+    _rewrite(tmp_path / "m.ember", lambda meta: meta["architecture"].update(class_path="ember.demo.ConvNet"))
+    printed = _run_fresh("import sys, ember\nfrom ember.saving import ModelFileError\n"
+                         f"try:\n    ember.load({str(tmp_path / 'm.ember')!r})\n"
+                         "except ModelFileError as error:\n    print(error)\n"
+                         "print('ember.demo imported:', 'ember.demo' in sys.modules)\n")
+    assert "names the model class ember.demo.ConvNet, which is not an ember.Model subclass" in printed
+    assert printed.endswith("ember.demo imported: False\n")
+
+
+def test_ember_saving_alone_imports_no_model_class_and_ember_load_registers_them():
+    printed = _run_fresh("import sys, ember.saving\n"
+                         "print('ember.define imported:', 'ember.define' in sys.modules)\n"
+                         f"try:\n    ember.saving.load_model({str(SEQUENTIAL_V1)!r})\n"
+                         "except ember.saving.ModelFileError as error:\n    print(error)\n"
+                         f"print(type(ember.load({str(SEQUENTIAL_V1)!r})).__name__)\n")
+    assert printed.startswith("ember.define imported: False\n")
+    assert "unknown architecture kind 'sequential'; expected 'class' or one registered in this process, [] " \
+           "(ember.load() registers ember's own)" in printed
+    assert printed.endswith("\nSequential\n")
 
 
 def test_defined_subclasses_and_allowed_classes_load(tmp_path):
@@ -130,10 +164,7 @@ def test_crafted_model_files_raise_model_file_errors(tmp_path, damage, message):
 
 def test_files_written_before_the_container_module_still_load():
     """A model file written by ember before #16 (committed as a fixture) loads unchanged."""
-    from pathlib import Path
-
-    fixture = Path(__file__).parents[2] / "tests" / "data" / "formats" / "sequential-v1.ember"
-    model = ember.load(fixture)
+    model = ember.load(SEQUENTIAL_V1)
     x = torch.from_numpy(np.linspace(0, 1, 12, dtype="float32").reshape(4, 3))
-    expected = np.load(fixture.with_suffix(".expected.npy"))
+    expected = np.load(SEQUENTIAL_V1.with_suffix(".expected.npy"))
     np.testing.assert_allclose(model(x).detach().numpy(), expected, rtol=0, atol=0)

@@ -1,18 +1,18 @@
 """One-file model saving: an `ember.container` zip of JSON and safetensors. Loading never unpickles.
 
 Layout of a `.ember` file (any extension works):
-- `ember.json`: format version, how to rebuild the model (a Sequential's layer configs,
-  or a class path and the constructor arguments recorded at construction),
-  and the compile configuration;
+- `ember.json`: format version, how to rebuild the model (the config of a registered config
+  kind, such as a Sequential's layer configs, or a class path and the constructor arguments
+  recorded at construction), and the compile configuration;
 - `weights.safetensors`: every tensor of `state_dict()`.
 
 A model file may come from anyone (docs/security.md). Loading imports nothing the file names:
-a class path is looked up among the `ember.Model` subclasses this process has defined, ember's
-own, and the classes the caller allows (`custom_objects`). The architecture is first built on the
+kinds and class paths are looked up in `ember.saving.registry`, which holds the `ember.Model`
+subclasses this process has defined (`ember.load` imports ember's own first), and among the
+classes the caller allows (`custom_objects`). The architecture is first built on the
 `meta` device and checked against the weights the file really holds, so a file declaring a huge
 layer fails before any memory is allocated for it.
 """
-import importlib
 import io
 import json
 import zipfile
@@ -23,8 +23,8 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from ember.container import FileFormatError, member_names, parse_safetensors, read_container, write_container
-from ember.distributed import is_sharded
 from ember.io import atomic_write_bytes
+from ember.saving import registry
 
 FORMAT = "ember-model"
 VERSION = 1
@@ -34,19 +34,17 @@ class ModelFileError(FileFormatError):
     """A model or weights file that is corrupt, truncated, unsafe or does not fit."""
 
 
-def save_model(model: nn.Module, path) -> Path:
-    from ember.define.sequential import Sequential
-
-    weights = _tensors_bytes(model)  # first: under FSDP, a collective every rank joins
-    if weights is None:
-        return Path(path)  # a rank of an FSDP run other than 0, which writes the file
+def save_model(model: nn.Module, path, *, weights: dict, model_class: type) -> Path:
+    """Write `model` as one file: `weights` (its full state_dict: the caller gathers a sharded model's),
+    how to rebuild it (its config, or `model_class` and its constructor arguments) and its compile
+    configuration. `model_class` is the class it was built as, not one that wraps it (FSDP's FSDP<Name>)."""
     meta = {"format": FORMAT, "version": VERSION, "torch": torch.__version__}
-    if isinstance(model, Sequential):
-        meta["architecture"] = {"kind": "sequential", "config": model.get_config()}
+    kind = registry.config_kind_of(model)
+    if kind is not None:
+        meta["architecture"] = {"kind": kind, "config": model.get_config()}
     else:
         arguments = getattr(model, "_init_arguments", None)
-        model_class = type(model).__bases__[-1] if is_sharded(model) else type(model)  # not FSDP's FSDP<Name>
-        architecture = {"kind": "class", "class_path": f"{model_class.__module__}.{model_class.__qualname__}"}
+        architecture = {"kind": "class", "class_path": registry.class_path(model_class)}
         try:
             architecture["arguments"] = json.loads(json.dumps(arguments)) if arguments is not None else None
         except (TypeError, ValueError) as error:
@@ -60,23 +58,18 @@ def save_model(model: nn.Module, path) -> Path:
     recipe = getattr(model, "recipe", None)
     meta["compile"] = recipe.describe() if recipe is not None else None
 
-    write_container(path, {"ember.json": json.dumps(meta, indent=2).encode(), "weights.safetensors": weights})
+    write_container(path, {"ember.json": json.dumps(meta, indent=2).encode(),
+                           "weights.safetensors": _safetensors_bytes(weights)})
     return Path(path)
 
 
 def load_model(path, compile=True, custom_objects=None) -> nn.Module:
     """Rebuild a model saved with `model.save()`: weights, architecture, compile configuration.
-    Keras `.keras` / `.h5` files (recognised by content) go through `ember.from_keras`.
+    Call `ember.load`, which registers ember's own model classes first and reads Keras files too.
 
     custom_objects: model classes the file may name besides the `ember.Model` subclasses already
     defined in this process: a dict {name or "module.QualName": class} or a list of classes.
     """
-    from ember.keras.files import is_keras_file
-
-    if is_keras_file(path):
-        from ember.keras import from_keras
-
-        return from_keras(path)
     meta, weights = _read_archive(path)
     architecture = meta.get("architecture")
     if not isinstance(architecture, dict):
@@ -88,7 +81,7 @@ def load_model(path, compile=True, custom_objects=None) -> nn.Module:
     except ModelFileError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure to build from the file's values is the file's
-        if architecture.get("kind") == "sequential":
+        if architecture.get("kind") != "class":  # a config is data: failing to build it is the file's fault
             raise _unbuildable(path, error) from error
         probe = None  # a user class that cannot be built on `meta`: allowed code, checked after building
     if probe is not None:
@@ -111,10 +104,9 @@ def load_model(path, compile=True, custom_objects=None) -> nn.Module:
     return model
 
 
-def save_weights(model: nn.Module, path) -> Path:
-    weights = _tensors_bytes(model)
-    if weights is not None:
-        atomic_write_bytes(path, weights)
+def save_weights(weights: dict, path) -> Path:
+    """Write a state_dict as a safetensors file."""
+    atomic_write_bytes(path, _safetensors_bytes(weights))
     return Path(path)
 
 
@@ -128,20 +120,8 @@ def load_weights(model: nn.Module, path, strict=True) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------
-def _tensors_bytes(model):
-    """The weights as safetensors bytes. An FSDP-sharded model's are gathered to rank 0 (every rank
-    must call this); the other ranks get None."""
-    if is_sharded(model):
-        import torch.distributed as dist
-
-        from ember.distributed import gather_state_dict
-
-        state = gather_state_dict(model)
-        if dist.get_rank() != 0:
-            return None
-    else:
-        state = model.state_dict()
-    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+def _safetensors_bytes(weights):
+    state = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     return save_safetensors(_dedupe_shared(state))
 
 
@@ -183,13 +163,6 @@ def _read_archive(path, data=None):
 def _architecture_builder(architecture, path, custom_objects):
     """A function that builds the model the architecture describes (called twice: on `meta`, then for real)."""
     kind = architecture.get("kind")
-    if kind == "sequential":
-        from ember.define.sequential import Sequential
-
-        config = architecture.get("config")
-        if not isinstance(config, dict):
-            raise ModelFileError(f"{path}: the Sequential architecture has no config object")
-        return lambda: Sequential.from_config(config)
     if kind == "class":
         cls = _allowed_class(architecture, path, custom_objects)
         arguments = architecture.get("arguments")
@@ -197,14 +170,18 @@ def _architecture_builder(architecture, path, custom_objects):
             raise ModelFileError(f"{path}: the constructor arguments of {architecture['class_path']} are not an "
                                  "object of named arguments")
         return lambda: cls(**arguments)
-    raise ModelFileError(f"{path}: unknown architecture kind {kind!r}; expected 'sequential' or 'class'")
+    config_built = registry.config_class(kind) if isinstance(kind, str) else None
+    if config_built is None:
+        raise ModelFileError(f"{path}: unknown architecture kind {kind!r}; expected 'class' or one registered in "
+                             f"this process, {registry.config_kinds()} (ember.load() registers ember's own)")
+    config = architecture.get("config")
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: the {kind} architecture has no config object")
+    return lambda: config_built.from_config(config)
 
 
 def _allowed_class(architecture, path, custom_objects):
-    """The class a file names, if the caller allows it; nothing is imported because a file says so,
-    except ember's own modules."""
-    from ember.define.model import defined_model_class
-
+    """The class a file names, if the caller allows it; nothing is imported because a file says so."""
     class_path = architecture.get("class_path")
     if not isinstance(class_path, str):
         raise ModelFileError(f"{path}: the architecture names no class_path")
@@ -212,13 +189,8 @@ def _allowed_class(architecture, path, custom_objects):
         raise ModelFileError(f"{path}: cannot rebuild {class_path}: {architecture.get('why_not_rebuildable')}. "
                              "Build the model yourself and call model.load_weights(path).")
     allowed = _custom_classes(custom_objects)
-    cls = allowed.get(class_path) or allowed.get(class_path.rpartition(".")[2]) or defined_model_class(class_path)
-    if cls is None and class_path.startswith("ember.") and class_path.count(".") >= 2:
-        try:  # ember's own classes (a converted Keras graph) are part of the trusted environment
-            importlib.import_module(class_path.rpartition(".")[0])
-        except ImportError:
-            pass
-        cls = defined_model_class(class_path)
+    cls = allowed.get(class_path) or allowed.get(class_path.rpartition(".")[2]) \
+        or registry.defined_model_class(class_path)
     if cls is None:
         raise ModelFileError(
             f"{path} names the model class {class_path}, which is not an ember.Model subclass defined in this "
@@ -235,9 +207,7 @@ def _custom_classes(custom_objects) -> dict:
         return {}
     if isinstance(custom_objects, dict):
         return dict(custom_objects)
-    from ember.define.model import class_path
-
-    return {key: cls for cls in custom_objects for key in (class_path(cls), cls.__name__)}
+    return {key: cls for cls in custom_objects for key in (registry.class_path(cls), cls.__name__)}
 
 
 def _unbuildable(path, error):
