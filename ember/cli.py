@@ -6,7 +6,7 @@ import sys
 # (sub-command, module defining `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = [
     ("demo", "ember.demo", "train the seed's ConvNet on digits, evaluate, export, print the report"),
-    ("export", "ember.deploy.cli", "export a model file to onnx, program, int8, tflite, pte, web; check each"),
+    ("export", "ember.export_command", "export a model file to onnx, program, int8, tflite, pte, web; check each"),
     ("convert", "ember.keras.cli", "convert a Keras .keras/.h5 model to an ember model file (no TensorFlow)"),
     ("serve", "ember.serve.cli", "serve exports over TF Serving and KServe v2 REST, with dynamic batching"),
     ("launch", "ember.distributed.launch", "run a training script on N processes or machines (torchrun)"),

@@ -1,12 +1,15 @@
-"""`ember export MODEL_FILE --to onnx,program,int8,tflite,pte,web --out DIR [--calibration FILE.npy]`."""
+"""`ember export MODEL_FILE --to onnx,program,int8,tflite,pte,web --out DIR [--calibration FILE.npy]`.
+
+Here, at the top, not in `deploy/`: it reads model files (`ember.load`, above `define` and
+`keras`), while `deploy` sits below `define`, whose `Model.export` calls it."""
 import importlib
 
 import numpy as np
 import torch
 
-import ember
 from ember.deploy.export import FORMATS, export
 from ember.deploy.report import print_table
+from ember.loading import load
 
 
 def add_arguments(parser):
@@ -23,7 +26,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    model = ember.load(args.model_file, compile=False, custom_objects=[_import_class(p) for p in args.allow_class])
+    model = load(args.model_file, compile=False, custom_objects=[_import_class(p) for p in args.allow_class])
     calibration = _load_npy(args.calibration, "--calibration")
     held_out = _load_npy(args.held_out, "--held-out")
     reports = export(model, args.out, format=args.to.split(","), example=_example(model, args, calibration),
