@@ -12,9 +12,9 @@ _EXPORTS = {
     "Summary": ("ember.define", "Summary"), "wrap": ("ember.define", "wrap"),
     "load": ("ember.loading", "load"),
     "from_keras": ("ember.keras", "from_keras"), "load_keras_weights": ("ember.keras", "load_keras_weights"),
-    "seed": ("ember.seeding", "seed"),
+    "seed": ("ember.seeding", "seed"), "Input": ("ember.define", "Input"),
 }
-_SUBPACKAGES = ("callbacks", "config", "distributed", "layers")
+_SUBPACKAGES = ("callbacks", "config", "distributed", "layers", "ops")
 __all__ = sorted([*_EXPORTS, *_SUBPACKAGES])
 
 

@@ -7,6 +7,7 @@ lives in `ember.train.trainer`, saving in `ember.saving`, export in `ember.deplo
 from torch import nn
 
 from ember.define.config_record import record_init_arguments
+from ember.define.symbolic import call_module, holds_symbolic
 from ember.saving.registry import register_model_class
 
 
@@ -17,6 +18,19 @@ class Model(nn.Module):
         # ember.load() rebuilds a model file's class from the registry: a file names a class, it
         # never chooses what gets imported.
         register_model_class(cls)
+
+    def __new__(cls, *args, **kwargs):
+        # ember.Model(inputs, outputs) is a functional model, as keras.Model(inputs, outputs) is.
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            from ember.define.functional import Functional
+
+            return super().__new__(Functional)
+        return super().__new__(cls)
+
+    def __call__(self, *args, **kwargs):
+        if args and holds_symbolic(args[0]):  # a model used as a layer of a functional model
+            return call_module(self, args, kwargs)
+        return super().__call__(*args, **kwargs)
 
     # Set by compile(): plain objects, so not registered as sub-modules.
     trainer = None  # ember.train.trainer.Trainer; its `state` (TrainState) holds the optimizer, metrics...

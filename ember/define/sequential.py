@@ -2,17 +2,17 @@
 from torch import nn
 
 from ember.define.layers.base import Layer
-from ember.define.layers.core import Input
 from ember.define.model import Model
 from ember.define.shapes import infer_output_shape
+from ember.define.symbolic import SymbolicTensor
 from ember.saving.registry import register_config_class
 
 
 class Sequential(Model):
     """Keras' Sequential as a plain `nn.Module`.
 
-    The input shape (no batch axis) comes from an `Input` layer or from the first
-    layer's `input_shape=`; every later size is inferred and parameters exist as soon
+    The input shape (no batch axis) comes from an `ember.Input(...)` given first or from the
+    first layer's `input_shape=`; every later size is inferred and parameters exist as soon
     as the model is constructed. Plain torch modules may be mixed in.
     """
 
@@ -27,20 +27,18 @@ class Sequential(Model):
             self.add(layer)
 
     def add(self, layer: nn.Module) -> None:
+        if isinstance(layer, SymbolicTensor) and layer.node.input_name is not None:
+            if self.layers:
+                raise ValueError("an Input must come first in a Sequential")
+            self.input_shape = self.output_shape = tuple(layer.shape[1:])
+            return
         if not isinstance(layer, nn.Module):
-            raise TypeError(f"Sequential takes torch modules, got {type(layer).__name__}")
+            raise TypeError(f"Sequential takes torch modules (and an ember.Input first), got {type(layer).__name__}")
         if isinstance(layer, Layer):
             if layer.name is None:
                 layer.name = self._unique_name(_snake(type(layer).__name__))
             if not self.layers and layer.input_shape is not None:
                 self.input_shape = tuple(layer.input_shape)
-        if isinstance(layer, Input):
-            if self.layers:
-                raise ValueError("Input must be the first layer of a Sequential")
-            self.input_shape = tuple(layer.input_shape)
-            self._input_layer = layer
-            self.output_shape = self.input_shape
-            return
         self.layers.append(layer)
         if self.input_shape is not None:
             shape = self.output_shape or self.input_shape

@@ -1,4 +1,5 @@
-"""`model.summary()`: layers in call order with output shapes and parameter counts."""
+"""`model.summary()`: layers in call order with output shapes and parameter counts; for a
+functional model also what each call is connected to, as Keras shows it."""
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +14,7 @@ class SummaryRow:
     type: str
     output_shape: tuple | None
     params: int
+    connected_to: str | None = None  # functional models: the calls whose outputs this one takes
 
 
 @dataclass
@@ -25,10 +27,13 @@ class Summary:
     size_bytes: int = 0
 
     def __str__(self):
-        header = ("Layer (type)", "Output Shape", "Param #")
-        lines = [(f"{r.name} ({r.type})", _shape(r.output_shape), f"{r.params:,}") for r in self.rows]
+        graph = any(r.connected_to is not None for r in self.rows)
+        header = ("Layer (type)", "Output Shape", "Param #") + (("Connected to",) if graph else ())
+        lines = [(f"{r.name} ({r.type})", _shape(r.output_shape), f"{r.params:,}")
+                 + ((r.connected_to or "-",) if graph else ()) for r in self.rows]
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
-        fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        fmt = lambda cells: "  ".join(c.rjust(w) if i == 2 else c.ljust(w)
+                                      for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
         rule = "=" * len(fmt(header))
         out = [f'Model: "{self.model_name}"', rule, fmt(header), rule]
         out += [fmt(line) for line in lines]
@@ -47,6 +52,8 @@ def summarize(model: nn.Module, input_shape=None, example=None) -> Summary:
     appears twice; its parameters count once). Shapes need `input_shape`/`example`,
     except for a built `Sequential`, which knows its own."""
     input_shape = input_shape or getattr(model, "input_shape", None)
+    if callable(getattr(model, "graph_rows", None)):  # a functional model knows its calls and their shapes
+        return _totals(model, [SummaryRow(*row) for row in model.graph_rows()])
     top = getattr(model, "module", model)  # a wrapped model: describe what it wraps
     children = dict(top.named_children())
     if list(children) == ["layers"]:  # Sequential: its layers are the rows
@@ -64,13 +71,16 @@ def summarize(model: nn.Module, input_shape=None, example=None) -> Summary:
             counted.add(name)
             params = sum(p.numel() for p in module.parameters())
         rows.append(SummaryRow(name, type(module).__name__, shape, params))
+    return _totals(model, rows)
 
+
+def _totals(model, rows) -> Summary:
     params = list(model.parameters())
     buffers = list(model.buffers())
     trainable = sum(p.numel() for p in params if p.requires_grad)
     total = sum(p.numel() for p in params)
     size = sum(t.numel() * t.element_size() for t in params + buffers)
-    name = getattr(model, "name", None) or type(top).__name__
+    name = getattr(model, "name", None) or type(getattr(model, "module", model)).__name__
     return Summary(name, rows, total, trainable, total - trainable, size)
 
 

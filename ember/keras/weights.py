@@ -58,7 +58,7 @@ def _layers_with_layout(model):
     Flatten of channels_first images (its rows are in C,H,W order, Keras' in H,W,C)."""
     image_format, flat_layout = None, KERAS
     for module in model.modules():
-        if not isinstance(module, Layer) or isinstance(module, L.Input):
+        if not isinstance(module, Layer):
             continue
         if isinstance(module, ImageLayer):
             image_format, flat_layout = module.data_format, KERAS

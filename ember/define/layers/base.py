@@ -10,6 +10,7 @@ from torch import nn
 
 from ember.config import normalize_data_format
 from ember.define.config_record import record_init_arguments
+from ember.define.symbolic import call_module, holds_symbolic
 from ember.errors import ShapeError
 
 
@@ -51,6 +52,8 @@ class Layer(nn.Module):
         return infer_output_shape(self, input_shape)
 
     def __call__(self, x, *args, **kwargs):
+        if holds_symbolic(x):  # defining a functional model: record the call, infer shapes
+            return call_module(self, (x, *args), kwargs)
         if not self.built and isinstance(x, torch.Tensor):
             self.build_for(tuple(x.shape[1:]))
         return super().__call__(x, *args, **kwargs)

@@ -1,4 +1,4 @@
-"""Core layers: Input, Dense, Activation (ReLU, LeakyReLU, ELU), PReLU, Softmax, Dropout, Flatten, Reshape,
+"""Core layers: Dense, Activation (ReLU, LeakyReLU, ELU), PReLU, Softmax, Dropout, Flatten, Reshape,
 Embedding."""
 import functools
 import math
@@ -9,20 +9,6 @@ from torch import nn
 
 from ember.define import activations
 from ember.define.layers.base import Layer
-
-
-class Input(Layer):
-    """Declares the input shape (without batch axis) of a `Sequential`; computes nothing."""
-
-    def __init__(self, shape, name=None, dtype="float32"):
-        super().__init__(input_shape=shape, name=name)
-        self.dtype = dtype
-
-    def forward(self, x):
-        return x
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
 
 
 class Dense(Layer):
