@@ -151,9 +151,12 @@ def _fake_call(function, args, kwargs, free_size: int):
     for m in modules:
         m.eval()  # batch statistics and dropout are irrelevant to shapes
     try:
+        # On the device of the module's parameters (the meta device while from_keras builds).
+        device = next((t.device for m in modules for t in itertools.chain(m.parameters(), m.buffers())), None)
         with FakeTensorMode(allow_non_fake_inputs=True) as mode, torch.no_grad():
             fake = map_structure(lambda t: mode.from_tensor(torch.zeros(
-                (_FAKE_BATCH, *_fill_free_sizes(t.shape[1:], free_size)), dtype=t.dtype)), (args, kwargs))
+                (_FAKE_BATCH, *_fill_free_sizes(t.shape[1:], free_size)), dtype=t.dtype, device=device)),
+                (args, kwargs))
             return function(*fake[0], **fake[1])
     finally:
         for m, mode_was in zip(modules, was_training):

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 import torch
 
 from ember.define import layers as L
+from ember.define.functional import Functional
 from ember.define.sequential import Sequential
+from ember.define.symbolic import Input, call_module
 from ember.saving import ModelFileError
 from ember.keras.files import keras3_weight_path, read_keras_file
-from ember.keras.graph import KerasGraph, build_module
+from ember.keras.graph import build_module
 from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, convert_weights, copy_weights,
                                 is_flat)
 from ember.keras.model_config import MODEL_KINDS, ConfigReader
@@ -51,8 +53,8 @@ class _Plan:
 def from_keras(path, data_format="channels_last", custom_layers=None):
     """Load a Keras `.keras` or `.h5` model file as an ember model, weights included.
 
-    Sequential models become `ember.Sequential`; functional models a `KerasGraph`
-    (a plain torch module with ember's compile / fit / save / export). No TensorFlow or
+    Sequential models become `ember.Sequential`; functional models an ember functional model
+    (`ember.Model(inputs, outputs)`, a plain torch module with compile / fit / save / export). No TensorFlow or
     Keras is needed or imported, and nothing in the file is executed.
 
     data_format: "channels_last" takes the NHWC arrays the Keras model took and gives the
@@ -143,7 +145,7 @@ class _Builder:
     def functional(self, layers, config):
         by_name = {entry.get("name", entry["config"]["name"]): entry for entry in layers}
         unfit = sorted(name for name in by_name if not name or "." in name)
-        if unfit:  # a KerasGraph keeps its layers in a torch ModuleDict, keyed by name
+        if unfit:  # a functional model keeps its layers in a torch ModuleDict, keyed by name
             raise UnsupportedKerasLayersError(f"{self.reader.source}: layer names {unfit} are empty or contain '.', "
                                               "which ember's graph of named layers cannot hold; rename them in Keras")
         for entry in layers:
@@ -325,29 +327,15 @@ def _assemble(plan, sequential):
     if sequential and single_chain:
         shape, dtype = plan.inputs[0][1], plan.inputs[0][2]
         modules = [module for step in plan.steps for module in step.modules]
-        model = Sequential([L.Input(shape, dtype=dtype)] + modules)
-        return model
-    spec = {
-        "inputs": [{"ref": ref, "shape": list(shape), "dtype": dtype} for ref, shape, dtype in plan.inputs],
-        "outputs": plan.outputs,
-        "layers": [{"class_name": type(m).__name__, "config": m.get_config()}
-                   for step in plan.steps for m in step.modules if not step.custom],
-        "steps": [{"inputs": step.inputs, "layers": [m.name for m in step.modules], "output": step.output,
-                   "list_input": step.list_input} for step in plan.steps],
-    }
-    custom = {step.modules[0].name: step.modules[0] for step in plan.steps if step.custom}
-    graph = KerasGraph(_dedupe_layers(spec), custom_modules=custom or None)
-    # The graph rebuilt its layers from the spec: point the plan at them so weights land there.
+        return Sequential([Input(shape, dtype=dtype)] + modules)
+    # Replay the plan on symbolic tensors: a functional model like any written with ember.Input.
+    tensors = {ref: Input(shape, name=_base(ref), dtype=dtype) for ref, shape, dtype in plan.inputs}
+    by_name = {}  # a Keras layer called twice is one module (shared weights)
     for step in plan.steps:
-        step.modules = [graph.layers[m.name] for m in step.modules]
-    return graph
-
-
-def _dedupe_layers(spec):
-    seen, layers = set(), []
-    for entry in spec["layers"]:
-        if entry["config"]["name"] not in seen:
-            seen.add(entry["config"]["name"])
-            layers.append(entry)
-    spec["layers"] = layers
-    return spec
+        step.modules = [by_name.setdefault(module.name, module) for module in step.modules]
+        x = [tensors[ref] for ref in step.inputs] if step.list_input else tensors[step.inputs[0]]
+        for module in step.modules:
+            x = call_module(module, (x,), {})
+        tensors[step.output] = x
+    outputs = [tensors[ref] for ref in plan.outputs]
+    return Functional([tensors[ref] for ref, _, _ in plan.inputs], outputs[0] if len(outputs) == 1 else outputs)

@@ -1,5 +1,6 @@
 """Bad input to from_keras, on small files written by hand (no Keras needed)."""
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -125,3 +126,14 @@ def test_leaky_relu_and_elu_keep_their_parameters(tmp_path, class_name, config, 
     saved = tmp_path / "m.ember"  # the slope survives save/load
     model.save(saved)
     torch.testing.assert_close(ember.load(saved)(x), expected(x))
+
+
+def test_a_converted_functional_model_saved_before_functional_models_existed_still_loads():
+    """tests/data/formats/keras-graph-v1.ember: a KerasGraph file (a shared Dense, two inputs) as
+    ember wrote them before from_keras made ember.Model(inputs, outputs)."""
+    folder = Path(__file__).parents[2] / "tests" / "data" / "formats"
+    data = np.load(folder / "keras-graph-v1.inputs-and-expected.npz")
+    model = ember.load(folder / "keras-graph-v1.ember")
+    out = model([torch.from_numpy(data["image"]), torch.from_numpy(data["feats"])])
+    assert np.abs(out.detach().numpy() - data["expected"]).max() < 1e-5
+    assert isinstance(model, ember.define.Functional)

@@ -1,63 +1,40 @@
-"""`KerasGraph`: a Keras functional model as a torch module, rebuilt from a JSON spec.
+"""`KerasGraph`: reads the graph spec that ember files of converted functional Keras models held
+before functional models were `ember.Model(inputs, outputs)`; `build_module`: a layer built for
+a shape, as the converter walks the Keras graph.
 
-The spec lists the ember layers (class name and config, as `Sequential.get_config()`
-writes them) and the steps of the graph: which tensors go in, which layers run in order,
-which tensor comes out. Being JSON, it is what `model.save()` records and `ember.load()`
-rebuilds: a converted functional model is saved and loaded like any ember model (unless
-it holds user-supplied modules for custom layers, which JSON cannot describe).
+A legacy spec lists ember layers (class name and config), the steps of the graph (which tensors
+go in, which layers run in order, which tensor comes out) and the outputs. `KerasGraph(spec)`
+replays the steps on symbolic tensors, so what it builds is an ordinary functional model.
 """
 import itertools
 
 import torch
-from torch import nn
 
 from ember.define import layers as layer_module
+from ember.define.functional import Functional
 from ember.define.layers.base import Layer
-from ember.define.model import Model
 from ember.define.shapes import infer_output_shape
+from ember.define.symbolic import Input, call_module
 
 
-class KerasGraph(Model):
+class KerasGraph(Functional):
     def __init__(self, spec: dict, custom_modules=None):
-        super().__init__()
-        self.spec = spec
-        self.input_names = [entry["ref"] for entry in spec["inputs"]]
-        self.output_refs = list(spec["outputs"])
-        self.layers = nn.ModuleDict()
-        for name, module in (custom_modules or {}).items():
-            self.layers[name] = module  # user-supplied replacements of custom Keras layers
+        modules = dict(custom_modules or {})  # user-supplied replacements of custom Keras layers
         for entry in spec["layers"]:
             layer_cls = getattr(layer_module, entry["class_name"], None)
             if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
                 raise ValueError(f"unknown layer class {entry['class_name']!r} in the graph spec")
-            self.layers[entry["config"]["name"]] = layer_cls(**entry["config"])
-        self.build({entry["ref"]: tuple(entry["shape"]) for entry in spec["inputs"]})
-
-    def build(self, shapes: dict) -> None:
-        """Create every layer's parameters by walking the graph with the input shapes."""
-        shapes = dict(shapes)
-        for step in self.spec["steps"]:
-            shape = [shapes[ref] for ref in step["inputs"]] if step.get("list_input") else shapes[step["inputs"][0]]
-            for name in step["layers"]:
-                shape = build_module(self.layers[name], shape)
-            shapes[step["output"]] = shape
-
-    def forward(self, x):
-        """`x`: the input tensor, or for a model with several inputs a list (or a dict by
-        input name) of tensors, as Keras' `model([a, b])`."""
-        inputs = [x[name] for name in self.input_names] if isinstance(x, dict) else \
-            list(x) if isinstance(x, (list, tuple)) else [x]
-        if len(inputs) != len(self.input_names):
-            raise ValueError(f"this model takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), "
-                             f"got {len(inputs)}")
-        tensors = dict(zip(self.input_names, inputs))
-        for step in self.spec["steps"]:
+            modules[entry["config"]["name"]] = layer_cls(**entry["config"])
+        tensors = {entry["ref"]: Input(entry["shape"], name=entry["ref"].split(":")[0], dtype=entry.get("dtype"))
+                   for entry in spec["inputs"]}
+        for step in spec["steps"]:
             x = [tensors[ref] for ref in step["inputs"]] if step.get("list_input") else tensors[step["inputs"][0]]
             for name in step["layers"]:
-                x = self.layers[name](x)
+                x = call_module(modules[name], (x,), {})
             tensors[step["output"]] = x
-        outputs = tuple(tensors[ref] for ref in self.output_refs)
-        return outputs[0] if len(outputs) == 1 else outputs
+        outputs = [tensors[ref] for ref in spec["outputs"]]
+        super().__init__([tensors[entry["ref"]] for entry in spec["inputs"]],
+                         outputs[0] if len(outputs) == 1 else outputs)
 
 
 def build_module(module, shape):
