@@ -4,7 +4,8 @@ from ember.define.layers.conv import Conv1D, Conv2D
 from ember.define.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from ember.define.layers.core import (ELU, Activation, Dense, Dropout, Embedding, Flatten, LeakyReLU, PReLU, ReLU,
                                       Reshape, Softmax)
-from ember.define.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from ember.define.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
+                                         concatenate, maximum, minimum, multiply, subtract)
 from ember.define.layers.normalization import BatchNorm, BatchNormalization, LayerNorm, LayerNormalization
 from ember.define.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                          AvgPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
@@ -16,4 +17,4 @@ from ember.define.layers.reshaping import Permute
 from ember.define.symbolic import Input
 
 __all__ = sorted([name for name, value in globals().items() if isinstance(value, type) and not name.startswith("_")]
-                 + ["Input"])
+                 + ["Input", "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract"])
