@@ -115,3 +115,25 @@ def test_cli_refuses_a_truncated_model_file_and_keeps_the_folder(tmp_path, capsy
     assert main(["export", str(tmp_path / "broken.ember"), "--to", "onnx", "--out", str(out)]) == 2
     assert "corrupt or truncated" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["model.onnx"] and (out / "model.onnx").read_bytes() == b"keep me"
+
+
+@pytest.mark.slow
+def test_a_functional_model_exports_its_named_inputs_and_outputs(tmp_path):
+    ember.seed(0)
+    image, features = ember.Input((6, 6, 1), name="image"), ember.Input((3,), name="features")
+    x = layers.GlobalAvgPool2D(data_format="channels_last")(
+        layers.Conv2D(4, 3, activation="relu", data_format="channels_last")(image))
+    joined = layers.concatenate([x, layers.Dense(4)(features)])
+    model = ember.Model([image, features], {"label": layers.Dense(3)(joined), "value": layers.Dense(1)(joined)})
+    example = {"features": torch.randn(4, 3), "image": torch.randn(4, 6, 6, 1)}  # a dict, in any order
+    reports = model.export(tmp_path, format=["onnx", "program"], example=example)
+    assert all(r.max_abs_diff <= 1e-5 for r in reports)
+    signature = __import__("json").loads((tmp_path / "signature.json").read_text())
+    assert [(i["name"], i["shape"]) for i in signature["inputs"]] == [("image", [-1, 6, 6, 1]), ("features", [-1, 3])]
+    assert [(o["name"], o["shape"]) for o in signature["outputs"]] == [("label", [-1, 3]), ("value", [-1, 1])]
+    data = {"image": np.random.rand(5, 6, 6, 1).astype("float32"), "features": np.random.rand(5, 3).astype("float32")}
+    with torch.inference_mode():
+        eager = model([torch.from_numpy(data["image"]), torch.from_numpy(data["features"])])
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    label, value = session.run(["label", "value"], data)
+    assert np.abs(label - eager["label"].numpy()).max() <= 1e-5 and np.abs(value - eager["value"].numpy()).max() <= 1e-5

@@ -48,7 +48,7 @@ def export(model, path, format="onnx", example=None, calibration_data=None, held
     try:
         with torch.inference_mode():
             raw_outputs = _run_example(model, inputs)
-        outputs, names = [o.float().cpu().numpy() for o in output_list(raw_outputs)], output_names(raw_outputs)
+        outputs, names = [o.float().cpu().numpy() for o in output_list(raw_outputs)], output_names(raw_outputs, model)
         held, labels = _held_out(inputs, held_out)
         calibration = _calibration(inputs, calibration_data)
         if "int8" in formats:  # fail before the slow formats run

@@ -20,6 +20,9 @@ class ModelInputs:
     keyword: bool  # call forward(**inputs) rather than forward(*inputs)
     # Set by the capture when the model's code fixes the sequence length (a Keras Input((12,)), say).
     fixed_sequence: bool = False
+    # The position of forward's *args parameter, if the tensors reach one (a functional model's
+    # forward(inputs, *more)): torch.export wants those arguments' shapes as one tuple.
+    var_positional_from: int | None = None
     # Captured graphs by dynamic/static, so the formats of one export share a capture (the slow step).
     programs: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -31,19 +34,23 @@ class ModelInputs:
                 raise ValueError("export needs example=: a batch of inputs shaped like real data, e.g. "
                                  "torch.randn(2, 1, 28, 28) for 28x28 grayscale images")
             example = torch.rand(2, *shape)
+        declared = list(getattr(model, "input_names", None) or [])  # a functional model names its inputs
+        if isinstance(example, dict) and declared and set(example) == set(declared):
+            example = [example[name] for name in declared]  # it takes them in this order
         if isinstance(example, dict):
             names, tensors, keyword = list(example), list(example.values()), True
         elif isinstance(example, (tuple, list)):
             tensors, keyword = list(example), False
-            names = ["input"] if len(tensors) == 1 else _forward_argument_names(model, len(tensors))
+            names = declared if len(declared) == len(tensors) else ["input"] if len(tensors) == 1 \
+                else _forward_argument_names(model, len(tensors))
         else:
-            names, tensors, keyword = ["input"], [example], False
+            names, tensors, keyword = declared if len(declared) == 1 else ["input"], [example], False
         tensors = [_as_tensor(name, t) for name, t in zip(names, tensors)]
         batches = {t.shape[0] for t in tensors}
         if len(batches) != 1:
             raise ValueError(f"example inputs disagree on the batch size (dimension 0): "
                              f"{ {n: tuple(t.shape) for n, t in zip(names, tensors)} }")
-        return cls(names, tensors, keyword)
+        return cls(names, tensors, keyword, var_positional_from=None if keyword else _var_positional(model))
 
     @property
     def batch_size(self) -> int:
@@ -54,7 +61,7 @@ class ModelInputs:
         return (0, 1) if sequence else (0,)
 
     def with_tensors(self, tensors) -> "ModelInputs":
-        return ModelInputs(self.names, list(tensors), self.keyword, self.fixed_sequence)
+        return ModelInputs(self.names, list(tensors), self.keyword, self.fixed_sequence, self.var_positional_from)
 
     def rows(self, start, stop) -> "ModelInputs":
         return self.with_tensors([t[start:stop] for t in self.tensors])
@@ -74,7 +81,10 @@ class ModelInputs:
         # whose code fixes the length (a converted Keras model) exports at that length.
         batch, sequence = Dim("batch", min=1, max=1 << 16), Dim.AUTO
         specs = [{d: (batch if d == 0 else sequence) for d in self.variable_dims(t)} for t in self.tensors]
-        return dict(zip(self.names, specs)) if self.keyword else tuple(specs)
+        if self.keyword:
+            return dict(zip(self.names, specs))
+        split = self.var_positional_from
+        return tuple(specs) if split is None or split >= len(specs) else (*specs[:split], tuple(specs[split:]))
 
     def numpy(self) -> dict:
         return {n: t.detach().cpu().numpy() for n, t in zip(self.names, self.tensors)}
@@ -118,12 +128,14 @@ def output_list(outputs) -> list:
     return [o for o in outputs if isinstance(o, torch.Tensor)]
 
 
-def output_names(outputs) -> list:
-    if isinstance(outputs, torch.Tensor):
-        return ["output"]
+def output_names(outputs, model=None) -> list:
+    """Dict outputs by key; a model that names its outputs (a functional model's `output_names`) by those."""
     if isinstance(outputs, dict):
         return [k for k, v in outputs.items() if isinstance(v, torch.Tensor)]
     count = len(output_list(outputs))
+    declared = list(getattr(model, "output_names", None) or [])
+    if len(declared) == count:
+        return declared
     return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
 
 
@@ -143,6 +155,12 @@ def _forward_argument_names(model, count):
     if len(parameters) >= count:
         return [p.name for p in parameters[:count]]
     return [f"input_{i}" for i in range(count)]
+
+
+def _var_positional(model):
+    positional = [p for p in inspect.signature(model.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    return next((i for i, p in enumerate(positional) if p.kind is p.VAR_POSITIONAL), None)
 
 
 def _device_of(model):

@@ -25,7 +25,7 @@ def export(model, directory: Path, inputs: ModelInputs, baseline: EagerBaseline,
 def write_onnx(model, inputs: ModelInputs, path: Path) -> None:
     program = capture(model, inputs)
     with torch.inference_mode():
-        names = output_names(inputs.call(model))
+        names = output_names(inputs.call(model), model)
     try:
         torch.onnx.export(program, f=str(path), input_names=inputs.names, output_names=names, opset_version=OPSET,
                           external_data=False, verbose=False)
