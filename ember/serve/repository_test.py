@@ -3,7 +3,7 @@ import shutil
 import orjson
 
 from ember.serve.config import ServeConfig
-from ember.serve.testing import InProcessApp, exported, model_repository
+from testing.serve import InProcessApp, exported, model_repository
 
 
 def test_a_version_whose_model_contradicts_its_signature_never_goes_live(tmp_path):

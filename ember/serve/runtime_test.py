@@ -3,7 +3,7 @@ import pytest
 
 from ember.serve.runtime import InputRejected, load_runtime
 from ember.serve.signature import load_signature
-from ember.serve.testing import exported
+from testing.serve import exported
 
 
 def text_runtime():

@@ -3,8 +3,8 @@ import shutil
 import pytest
 
 from ember.serve.signature import load_signature
-from ember.serve.testing import exported, write_signature
 from ember.serve.text import TextClassifierIO
+from testing.serve import exported, write_signature
 
 
 @pytest.mark.parametrize("tokenizer, message", [

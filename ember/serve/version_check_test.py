@@ -6,8 +6,8 @@ from onnx import TensorProto, helper
 
 from ember.serve.runtime import load_runtime
 from ember.serve.signature import load_signature
-from ember.serve.testing import exported, write_signature
 from ember.serve.version_check import InconsistentVersion, check_version, tied_dimensions
+from testing.serve import exported, write_signature
 
 TINY_OUTPUT = [{"name": "output", "dtype": "float32", "shape": [-1, 3]}]
 

@@ -1,5 +1,5 @@
-"""Helpers for tests and benchmarks: tiny exported models, the app called in-process, a real server on a
-loopback port."""
+"""For tests of ember serve: tiny exported models, the app called in-process, a real server on a loopback
+port."""
 import asyncio
 import atexit
 import functools
