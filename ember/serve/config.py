@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ember.serve.batching import BatchingOptions
 from ember.serve.http_limits import HttpLimits
-from ember.serve.untrusted import is_int
+from ember.untrusted import is_int
 
 _MODEL_KEYS = ("batching", "runtime", "intra_op_threads", "allow_nonfinite", "version_labels")
 _HTTP_KEYS = tuple(f.name for f in dataclasses.fields(HttpLimits))

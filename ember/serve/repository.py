@@ -15,10 +15,10 @@ from pathlib import Path
 from ember.serve.batching import Batcher
 from ember.serve.errors import NotFound
 from ember.serve.runtime import load_runtime
-from ember.serve.signature import load_signature
 from ember.serve.text import TextClassifierIO
 from ember.serve.untrusted import decimal_int
 from ember.serve.version_check import check_version, tied_dimensions
+from ember.signature import SIGNATURE_FILE, load_signature
 
 log = logging.getLogger("ember.serve")
 _UNLOAD_GRACE_SECONDS = 30.0  # requests already holding a removed version finish on it
@@ -134,7 +134,7 @@ class ModelRepository:
 
     def _scan(self) -> dict:
         """{name: {version: folder}} of what is on disk now."""
-        if (self.path / "signature.json").is_file():
+        if (self.path / SIGNATURE_FILE).is_file():
             return {self.path.resolve().name: {1: self.path}}
         found = {}
         for model_dir in sorted(p for p in self.path.iterdir() if p.is_dir() and not p.name.startswith(".")):

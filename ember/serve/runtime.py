@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ember.serve.errors import last_line
-from ember.serve.signature import TensorSpec
+from ember.signature import TensorSpec
 
 RUNTIMES = ("onnx", "torch")
 _ONNX_TYPES = {f"tensor({onnx})": np.dtype(numpy) for onnx, numpy in {

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ember.serve.runtime import InputRejected, load_runtime
-from ember.serve.signature import load_signature
+from ember.signature import load_signature
 from testing.serve import exported
 
 
