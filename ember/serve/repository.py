@@ -34,10 +34,12 @@ class VersionStatus:
 class ServedVersion:
     """One loaded version: signature, runtime, its batcher and metrics."""
 
-    def __init__(self, name: str, version: int, folder: Path, model_config, metrics):
+    def __init__(self, name: str, version: int, folder: Path, config, metrics):
+        model_config = config.for_model(name)
         self.name, self.version, self.folder, self.config = name, version, folder, model_config
         self.signature = load_signature(folder)
-        self.runtime = load_runtime(folder, self.signature, model_config.runtime, model_config.intra_op_threads)
+        self.runtime = load_runtime(folder, self.signature, model_config.runtime, model_config.intra_op_threads,
+                                    torch_threads=config.intra_op_threads)
         check_version(self.signature, self.runtime)  # before anything goes live: raises InconsistentVersion
         self.tied_dimensions = tied_dimensions(self.signature, self.runtime)
         self.text = TextClassifierIO(folder, self.signature) if self.signature.tokenizer else None
@@ -160,8 +162,7 @@ class ModelRepository:
                     continue
                 self._attempted[key] = fingerprint
                 try:
-                    versions_now[version] = ServedVersion(name, version, folder, self.config.for_model(name),
-                                                          self._metrics)
+                    versions_now[version] = ServedVersion(name, version, folder, self.config, self._metrics)
                     statuses_now[version] = VersionStatus(version, "AVAILABLE")
                     log.info("loaded %s version %d from %s", name, version, folder)
                 except Exception as error:  # a broken version is reported, never fatal
