@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -95,16 +96,21 @@ def prepare(folder: Path):
     import ember
     from ember.datasets import load_digits
     from ember.demo import ConvNet
-    from ember.serve.testing import export_classifier
 
     ember.seed(0)
     (x_train, y_train), (x_val, _) = load_digits()
     model = ConvNet(num_classes=10)
     model.compile(torch.optim.AdamW(model.parameters(), lr=2e-3), loss="cross_entropy")
     model.fit(x_train[:512], y_train[:512], epochs=1, batch_size=64, verbose=0)
-    export_classifier(model, folder / "digits" / "1", torch.from_numpy(x_val[:8]))
+    ember.deploy.export(model, folder / "digits" / "1", format="onnx", example=torch.from_numpy(x_val[:8]))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "convnet.safetensors"))
     return x_val[:32]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
 
 
 # -- load -------------------------------------------------------------------------------------------
@@ -204,8 +210,6 @@ def main():
     args = parser.parse_args()
     if args.role:
         return {"baseline": serve_baseline, "litserve": serve_litserve}[args.role](args.folder, args.port)
-
-    from ember.serve.testing import free_port
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"CPU: {cpu} ({os.cpu_count()} cores), Python {platform.python_version()}; "

@@ -10,6 +10,7 @@ With ember: export the PyTorch model, `ember serve` the export folder, and query
 protocol and with KServe v2 (here through Triton's stock client, binary tensors). EMBER_QUICK=1: a short fit.
 """
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,6 @@ import tritonclient.http as triton
 import ember
 from ember.datasets import load_digits
 from ember.demo import ConvNet
-from ember.serve.testing import free_port
 
 quick = os.environ.get("EMBER_QUICK") == "1"
 ember.seed(0)
@@ -39,8 +39,11 @@ repository = Path(tempfile.mkdtemp(prefix="ember-serve-example-"))
 ember.deploy.export(model, repository / "digits" / "1", format="onnx", example=torch.from_numpy(x_val[:8]),
                     signature={"task": "image_classification", "labels": [str(i) for i in range(10)]})
 
-# The docker run line becomes: ember serve PATH --port 8501 (here a free port, loopback only).
-port = free_port()
+# The docker run line becomes: ember serve PATH --port 8501 (here a port the system has free, loopback only,
+# so the example runs beside anything already on 8501).
+with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
 server = subprocess.Popen([sys.executable, "-m", "ember.cli", "serve", str(repository), "--port", str(port)])
 url = f"http://127.0.0.1:{port}"
 try:

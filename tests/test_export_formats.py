@@ -110,7 +110,7 @@ def test_artifacts_run_in_a_fresh_process_without_the_model_class(exported, tmp_
 
 
 def test_web_bundle_predicts_like_eager_in_chromium(exported):
-    from ember.deploy.browser_testing import bundle_page
+    from testing.browser import bundle_page
 
     # A confidently classified validation image: the canvas path quantises pixels to 8 bits.
     eager = exported["eager"]

@@ -7,7 +7,7 @@ import torch
 
 import ember
 from ember.hf import text_classification_data
-from ember.hf.testing import sentiment_texts, tiny_bert, tiny_tokenizer
+from testing.hf import sentiment_texts, tiny_bert, tiny_tokenizer
 
 pytest.importorskip("transformers")
 

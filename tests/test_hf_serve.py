@@ -6,7 +6,7 @@ import torch
 
 import ember
 from ember.hf import text_classification_data
-from ember.hf.testing import sentiment_texts, tiny_bert, tiny_tokenizer
+from testing.hf import sentiment_texts, tiny_bert, tiny_tokenizer
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("fastapi")
@@ -14,7 +14,7 @@ pytest.importorskip("fastapi")
 
 def test_fine_tuned_bert_serves_raw_text(tmp_path):
     from ember.hf.export import export_text_classifier
-    from ember.serve.testing import ServerProcess
+    from testing.serve import ServerProcess
 
     ember.seed(0)
     tokenizer = tiny_tokenizer()

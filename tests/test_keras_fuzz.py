@@ -47,7 +47,7 @@ READERS = ("read_keras_file", "from_keras", "load_keras_weights")
 # --- the test ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory):
-    from ember.keras.testing import save_keras_models
+    from testing.keras import save_keras_models
 
     folder = save_keras_models(tmp_path_factory.mktemp("keras_seeds"))
     shutil.copy(TF_KERAS2_FILE, folder)
@@ -81,7 +81,7 @@ def test_mutated_keras_files_raise_only_model_file_errors(seeds, reader, tmp_pat
 def test_the_worker_reports_what_a_careless_reader_does(tmp_path):
     """A reader that raises KeyError, opens the canary, allocates 64 MiB and returns the
     canary's bytes is reported on each count: the fuzz test above can fail."""
-    from ember.keras.testing import write_dense_keras
+    from testing.keras import write_dense_keras
 
     write_dense_keras(tmp_path / "dense.keras")
     result = _run_worker("careless", tmp_path, 12, tmp_path / "failing")
@@ -284,11 +284,14 @@ class Audit:
 
     def __init__(self, log: Path):
         import ember
+        import testing
 
         self.on, self.allowed, self.log, self.data = False, set(), log, b""
         self.fd = os.open(log, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        # Source files may be read: torch's FakeTensorMode reads the source lines of the whole call stack
+        # (traceback.extract_stack), which runs through the test helpers (testing.keras.peak_memory_of).
         self.roots = tuple({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-                           | {str(Path(ember.__file__).resolve().parent)})
+                           | {str(Path(package.__file__).resolve().parent) for package in (ember, testing)})
         sys.addaudithook(self.hook)
 
     def during(self, call, data, *args):
@@ -376,7 +379,7 @@ def work(reader: str, seeds: Path, count: int, rng_seed: int, failing: Path) -> 
     import warnings
 
     from ember.saving import ModelFileError
-    from ember.keras.testing import peak_memory_of
+    from testing.keras import peak_memory_of
 
     warnings.simplefilter("ignore")
     outside = Path(tempfile.mkdtemp(prefix="ember-keras-fuzz-"))

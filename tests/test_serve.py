@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ember.serve.testing import ServerProcess, TinyClassifier, exported
+from testing.serve import ServerProcess, TinyClassifier, exported
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ember.serve.testing import BackToBackClients, ServerProcess, model_repository
+from testing.serve import BackToBackClients, ServerProcess, model_repository
 
 PARTIAL_SOCKETS = 200
 GOOD_CLIENTS = 4

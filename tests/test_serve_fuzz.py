@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ember.serve.testing import ServerProcess, exported
+from testing.serve import ServerProcess, exported
 
 SCHEMATHESIS_CONFIG = """
 [generation]

@@ -33,9 +33,9 @@ from hypothesis import strategies as st
 
 from ember.serve.batching import BatchingOptions
 from ember.serve.config import ModelConfig, ServeConfig
-from ember.serve.signature import Signature, load_signature
-from ember.serve.testing import InProcessApp, exported, model_repository
-from ember.serve.untrusted import is_int
+from ember.signature import Signature, load_signature
+from ember.untrusted import is_int
+from testing.serve import InProcessApp, exported, model_repository
 
 EXAMPLES = int(os.environ.get("EMBER_FUZZ_EXAMPLES", "500"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,

@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from ember.serve.testing import BackToBackClients, ServerProcess, exported
+from testing.serve import BackToBackClients, ServerProcess, exported
 
 BODY = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]}
 

@@ -22,7 +22,8 @@ import torch
 from ember.deploy.capture import capture
 from ember.deploy.inputs import ModelInputs, output_list, output_names
 from ember.deploy.report import EagerBaseline, ExportReport
-from ember.deploy.signature import build_signature, write_signature
+from ember.deploy.signature import build_signature
+from ember.signature import SIGNATURE_FILE, write_signature
 
 FORMATS = ("onnx", "program", "int8", "tflite", "pte", "web")
 STATIC_FORMATS = ("tflite", "pte")  # captured at batch 1; the others share the dynamic capture
@@ -60,14 +61,14 @@ def export(model, path, format="onnx", example=None, calibration_data=None, held
         try:
             if any(name not in STATIC_FORMATS for name in formats):
                 capture(model, inputs)  # first: it settles which dims are variable, as signature.json records
-            write_signature(staging / "signature.json", build_signature(inputs, names, outputs, signature))
+            write_signature(staging, **build_signature(inputs, names, outputs, signature))
             extras = _write_extra_files(staging, extra_files)
             with warnings.catch_warnings():
                 # torch 2.13's own exporters trip its LeafSpec deprecation (a dozen lines per export);
                 # nothing a user of export() can change.
                 warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
                 reports = [_exporter(name).export(model, staging, inputs, baseline, calibration) for name in formats]
-            _promote(staging, path, [f for r in reports for f in r.files] + ["signature.json"] + extras)
+            _promote(staging, path, [f for r in reports for f in r.files] + [SIGNATURE_FILE] + extras)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     finally:

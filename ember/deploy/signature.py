@@ -1,26 +1,23 @@
-"""`signature.json`: the export folder's description of inputs and outputs (docs/export_contract.md).
+"""What an export's `signature.json` says about its model (the file itself: `ember.signature`).
 
 The server reads it instead of the Python class, so it must say names, dtypes, shapes
 (-1 for variable dimensions), and for classifiers the task, labels and output kind.
 """
-import json
-
 import numpy as np
 
 from ember.deploy.inputs import ModelInputs
-from ember.io import atomic_write_text
 
 FIELDS = ("task", "labels", "output_kind", "tokenizer")
 
 
 def build_signature(inputs: ModelInputs, output_names, outputs, overrides=None) -> dict:
-    """`outputs`: eager numpy outputs on some batch, used for shapes and to tell logits from probabilities."""
+    """The arguments of `ember.signature.write_signature` for this model.
+    `outputs`: eager numpy outputs on some batch, used for shapes and to tell logits from probabilities."""
     overrides = dict(overrides or {})
     unknown = set(overrides) - set(FIELDS)
     if unknown:
         raise ValueError(f"unknown signature fields {sorted(unknown)}; known: {list(FIELDS)}")
     signature = {
-        "format": "ember-export", "version": 1,
         "inputs": [{"name": name, "dtype": str(tensor.numpy().dtype),
                     "shape": [-1 if d in inputs.variable_dims(tensor) else int(s) for d, s in enumerate(tensor.shape)]}
                    for name, tensor in zip(inputs.names, inputs.tensors)],
@@ -38,10 +35,6 @@ def build_signature(inputs: ModelInputs, output_names, outputs, overrides=None) 
     if signature["labels"] is not None and classifier and len(signature["labels"]) != classes:
         raise ValueError(f"{len(signature['labels'])} labels given for a model with {classes} outputs per row")
     return signature
-
-
-def write_signature(path, signature: dict) -> None:
-    atomic_write_text(path, json.dumps(signature, indent=2) + "\n")
 
 
 def _output_kind(rows: np.ndarray) -> str:

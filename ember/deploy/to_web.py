@@ -5,7 +5,6 @@ Only the wasm build the page uses is copied (about 14 MB), from the onnxruntime-
 package pinned in the repository's package.json. Serve the folder from any static file
 server; the browser test (tests/test_export_formats.py) checks its prediction against eager.
 """
-import json
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from ember.deploy import to_onnx
 from ember.deploy.inputs import ModelInputs
 from ember.deploy.report import EagerBaseline, ExportReport
+from ember.signature import SIGNATURE_FILE, load_signature
 
 FORMAT = "web"
 FOLDER = "web"
@@ -34,8 +34,8 @@ def export(model, directory: Path, inputs: ModelInputs, baseline: EagerBaseline,
     for name in ("index.html", "app.js", "tokenizer.js"):
         shutil.copyfile(TEMPLATE / name, web / name)
     shutil.copyfile(fp32, web / to_onnx.FILE)
-    shutil.copyfile(directory / "signature.json", web / "signature.json")
-    tokenizer = json.loads((directory / "signature.json").read_text()).get("tokenizer")
+    shutil.copyfile(directory / SIGNATURE_FILE, web / SIGNATURE_FILE)
+    tokenizer = load_signature(directory).tokenizer
     if tokenizer:
         shutil.copyfile(directory / tokenizer["file"], web / tokenizer["file"])
     # The page runs exactly these model bytes; check them in ONNX Runtime here, in a browser in the tests.

@@ -5,7 +5,7 @@ import torch
 
 import ember
 from ember.hf import read_text_csv, text_classification_data
-from ember.hf.testing import sentiment_texts, tiny_bert, tiny_tokenizer
+from testing.hf import sentiment_texts, tiny_bert, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from ember.hf.export import export_text_classifier  # noqa: E402
-from ember.hf.testing import tiny_bert, tiny_tokenizer  # noqa: E402
+from testing.hf import tiny_bert, tiny_tokenizer  # noqa: E402
 
 
 def test_exported_folder_serves_raw_text_without_transformers(tmp_path):

@@ -10,8 +10,8 @@ import torch
 from ember.saving import ModelFileError
 from ember.keras import from_keras
 from ember.keras.files import is_keras_file, read_keras_file
-from ember.keras.testing import (BIAS, DENSE, INPUT, KERNEL, keras3_weights, peak_memory_of, sequential_config,
-                                 write_dense_keras, write_keras)
+from testing.keras import (BIAS, DENSE, INPUT, KERNEL, keras3_weights, peak_memory_of, sequential_config,
+                           write_dense_keras, write_keras)
 
 
 def _zeros_bomb(path, inflated):

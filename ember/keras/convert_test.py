@@ -10,9 +10,9 @@ import torch
 import ember
 from ember.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
-from ember.keras.testing import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, sequential_config,
-                                 write_keras)
-from ember.keras.testing import layer as _layer
+from testing.keras import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, sequential_config,
+                           write_keras)
+from testing.keras import layer as _layer
 
 
 def _write_keras(path, layers, weights):

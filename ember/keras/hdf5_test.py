@@ -18,8 +18,8 @@ from ember.saving import ModelFileError
 from ember.keras import from_keras, load_keras_weights
 from ember.keras import cli as keras_cli
 from ember.keras.files import read_keras_file
-from ember.keras.testing import (BIAS, DENSE, INPUT, KERNEL, h5_bytes, keras3_weights, peak_memory_of,
-                                 sequential_config, write_keras)
+from testing.keras import (BIAS, DENSE, INPUT, KERNEL, h5_bytes, keras3_weights, peak_memory_of,
+                           sequential_config, write_keras)
 
 SECRET = b"TOP-SECRET-KEY!!" * 3  # 48 bytes: the float32 (4, 3) kernel of the Dense layer
 

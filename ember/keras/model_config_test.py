@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from ember.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
-from ember.keras.testing import (BIAS, DENSE, INPUT, KERNEL, functional_dense_config, keras3_weights, layer,
-                                 peak_memory_of, sequential_config, write_keras)
+from testing.keras import (BIAS, DENSE, INPUT, KERNEL, functional_dense_config, keras3_weights, layer,
+                           peak_memory_of, sequential_config, write_keras)
 
 WEIGHTS = keras3_weights({"dense": ("dense", [KERNEL, BIAS])})
 

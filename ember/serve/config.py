@@ -12,7 +12,7 @@
   "batching": {"enabled": true, "max_batch_size": 32, "batch_timeout_micros": 1000,
                "max_enqueued_batches": 64, "num_batch_threads": 1},
   "runtime": "onnx",                   # or "torch" (model.pt2); default: onnx when model.onnx exists
-  "intra_op_threads": 0,               # runtime threads per call; 0 lets the runtime decide
+  "intra_op_threads": 0,               # the server's runtime threads per call; 0 lets the runtime decide
   "allow_nonfinite": false,            # NaN/inf inputs are rejected unless true
   "models": {"NAME": {"batching": {...}, "runtime": ..., "intra_op_threads": ..., "allow_nonfinite": ...,
                       "version_labels": {"stable": 1, "canary": 2}}}
@@ -20,6 +20,14 @@
 
 The four HTTP limits have command-line flags of the same names (--max-header-bytes, --header-timeout-seconds,
 --body-timeout-seconds, --max-connections), as the batching options do; a flag wins over the file.
+
+intra_op_threads: torch has one intra-op thread setting for the whole process, so the top-level value is
+the server's: every model on the torch runtime runs with it (set once, by the first torch model to load;
+a server of ONNX models only never imports torch). Each ONNX Runtime session has its own threads, so a
+model's own "intra_op_threads" applies to its ONNX sessions; on the torch runtime a model's own value that
+differs from the server's is an error when the version loads (its status END names both), rather than a
+setting silently applied to, or taken from, every other model. torch's inter-op threads are left as they
+are: a torch.export program runs its operators one after another, never on that pool.
 """
 import dataclasses
 import json
@@ -28,7 +36,7 @@ from pathlib import Path
 
 from ember.serve.batching import BatchingOptions
 from ember.serve.http_limits import HttpLimits
-from ember.serve.untrusted import is_int
+from ember.untrusted import is_int
 
 _MODEL_KEYS = ("batching", "runtime", "intra_op_threads", "allow_nonfinite", "version_labels")
 _HTTP_KEYS = tuple(f.name for f in dataclasses.fields(HttpLimits))
@@ -54,6 +62,11 @@ class ServeConfig:
 
     def for_model(self, name: str) -> ModelConfig:
         return self.models.get(name, self.defaults)
+
+    @property
+    def intra_op_threads(self) -> int:
+        """The server's (the top-level key): torch's threads for the whole process, see the module docstring."""
+        return self.defaults.intra_op_threads
 
 
 def load_config(path=None, **flags) -> ServeConfig:

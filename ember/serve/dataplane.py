@@ -9,7 +9,8 @@ from ember.serve.batching import QueueFull
 from ember.serve.errors import BadRequest, InternalError, ServeError, Unavailable, last_line
 from ember.serve.offload import decode_off_loop
 from ember.serve.runtime import InputRejected
-from ember.serve.untrusted import decimal_int, short_repr
+from ember.serve.untrusted import decimal_int
+from ember.untrusted import short_repr
 
 log = logging.getLogger("ember.serve")
 

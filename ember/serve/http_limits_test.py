@@ -9,7 +9,7 @@ import uvicorn
 
 from ember.serve import http_limits
 from ember.serve.http_limits import HttpLimits, ensure_file_descriptors, protocol_with
-from ember.serve.testing import free_port
+from testing.serve import free_port
 
 LIMITS = HttpLimits(max_header_bytes=1024, header_timeout_seconds=0.5, body_timeout_seconds=0.5, max_connections=4)
 

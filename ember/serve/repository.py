@@ -15,10 +15,10 @@ from pathlib import Path
 from ember.serve.batching import Batcher
 from ember.serve.errors import NotFound
 from ember.serve.runtime import load_runtime
-from ember.serve.signature import load_signature
 from ember.serve.text import TextClassifierIO
 from ember.serve.untrusted import decimal_int
 from ember.serve.version_check import check_version, tied_dimensions
+from ember.signature import SIGNATURE_FILE, load_signature
 
 log = logging.getLogger("ember.serve")
 _UNLOAD_GRACE_SECONDS = 30.0  # requests already holding a removed version finish on it
@@ -34,10 +34,12 @@ class VersionStatus:
 class ServedVersion:
     """One loaded version: signature, runtime, its batcher and metrics."""
 
-    def __init__(self, name: str, version: int, folder: Path, model_config, metrics):
+    def __init__(self, name: str, version: int, folder: Path, config, metrics):
+        model_config = config.for_model(name)
         self.name, self.version, self.folder, self.config = name, version, folder, model_config
         self.signature = load_signature(folder)
-        self.runtime = load_runtime(folder, self.signature, model_config.runtime, model_config.intra_op_threads)
+        self.runtime = load_runtime(folder, self.signature, model_config.runtime, model_config.intra_op_threads,
+                                    torch_threads=config.intra_op_threads)
         check_version(self.signature, self.runtime)  # before anything goes live: raises InconsistentVersion
         self.tied_dimensions = tied_dimensions(self.signature, self.runtime)
         self.text = TextClassifierIO(folder, self.signature) if self.signature.tokenizer else None
@@ -134,7 +136,7 @@ class ModelRepository:
 
     def _scan(self) -> dict:
         """{name: {version: folder}} of what is on disk now."""
-        if (self.path / "signature.json").is_file():
+        if (self.path / SIGNATURE_FILE).is_file():
             return {self.path.resolve().name: {1: self.path}}
         found = {}
         for model_dir in sorted(p for p in self.path.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -160,8 +162,7 @@ class ModelRepository:
                     continue
                 self._attempted[key] = fingerprint
                 try:
-                    versions_now[version] = ServedVersion(name, version, folder, self.config.for_model(name),
-                                                          self._metrics)
+                    versions_now[version] = ServedVersion(name, version, folder, self.config, self._metrics)
                     statuses_now[version] = VersionStatus(version, "AVAILABLE")
                     log.info("loaded %s version %d from %s", name, version, folder)
                 except Exception as error:  # a broken version is reported, never fatal

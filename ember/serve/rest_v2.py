@@ -18,8 +18,9 @@ from starlette.responses import Response
 from ember.serve.errors import BadRequest
 from ember.serve.httpio import ERROR_RESPONSES, json_array, json_response, parse_json, read_body
 from ember.serve.offload import decode_off_loop
-from ember.serve.signature import NUMPY_TO_V2, V2_DATATYPES
-from ember.serve.untrusted import decimal_int, is_int, short_repr, tensor_shape
+from ember.serve.untrusted import decimal_int, tensor_shape
+from ember.signature import NUMPY_TO_V2, V2_DATATYPES
+from ember.untrusted import is_int, short_repr
 
 _HEADER_LENGTH = "inference-header-content-length"
 _TENSOR = {"type": "object", "required": ["name", "shape", "datatype"],

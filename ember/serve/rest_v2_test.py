@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from ember.serve.config import ServeConfig
-from ember.serve.testing import InProcessApp, model_repository
+from testing.serve import InProcessApp, model_repository
 
 TINY = "/v2/models/tiny/infer"
 HEADER_LENGTH = "Inference-Header-Content-Length"

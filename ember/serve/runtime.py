@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ember.serve.errors import last_line
-from ember.serve.signature import TensorSpec
+from ember.signature import TensorSpec
 
 RUNTIMES = ("onnx", "torch")
 _ONNX_TYPES = {f"tensor({onnx})": np.dtype(numpy) for onnx, numpy in {
@@ -81,12 +81,14 @@ class TorchProgramRuntime:
     file_name = "model.pt2"
     binds_by_position = True  # inputs are passed in signature order; the program's own names do not matter
 
-    def __init__(self, path: Path, input_names: list, output_names: list, intra_op_threads: int = 0):
+    def __init__(self, path: Path, input_names: list, output_names: list, torch_threads: int = 0):
         import torch
 
         self._torch = torch
-        if intra_op_threads:
-            torch.set_num_threads(intra_op_threads)
+        # torch's intra-op threads are the process's, so they are the server's (`torch_threads`, 0: torch's
+        # default): the server's first torch model sets them, later ones find them set.
+        if torch_threads and torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)
         program = torch.export.load(str(path))
         self._module = program.module()
         self._input_names = input_names
@@ -144,8 +146,13 @@ def _fake_spec(node) -> TensorSpec:
 _FILES = {"onnx": OnnxRuntime.file_name, "torch": TorchProgramRuntime.file_name}
 
 
-def load_runtime(folder: Path, signature, runtime: str | None = None, intra_op_threads: int = 0):
-    """The runtime asked for, else ONNX Runtime when model.onnx exists, else torch for model.pt2."""
+def load_runtime(folder: Path, signature, runtime: str | None = None, intra_op_threads: int = 0,
+                 torch_threads: int = 0):
+    """The runtime asked for, else ONNX Runtime when model.onnx exists, else torch for model.pt2.
+
+    intra_op_threads: the model's; each ONNX Runtime session has its own pool of them (0: it decides).
+    torch_threads: the server's intra_op_threads. torch's threads are one setting for the whole process, so
+    every torch model runs with the server's; a torch model asking for others is refused (ValueError)."""
     folder = Path(folder)
     if runtime is None:
         runtime = "onnx" if (folder / _FILES["onnx"]).is_file() else "torch"
@@ -157,4 +164,10 @@ def load_runtime(folder: Path, signature, runtime: str | None = None, intra_op_t
         raise FileNotFoundError(f"{folder} has no {_FILES[runtime]} for the {runtime} runtime (found: {found})")
     if runtime == "onnx":
         return OnnxRuntime(path, intra_op_threads)
-    return TorchProgramRuntime(path, signature.input_names, signature.output_names, intra_op_threads)
+    if intra_op_threads != torch_threads:
+        raise ValueError(f"{folder}: intra_op_threads {intra_op_threads} for a model on the torch runtime, but "
+                         f"torch's threads are the whole process's: every torch model runs with the server's "
+                         f"intra_op_threads ({torch_threads}). Expected the model's setting to be absent or "
+                         f"{torch_threads}; set it at the config's top level, or serve this model with "
+                         f"\"runtime\": \"onnx\", whose sessions each have their own threads")
+    return TorchProgramRuntime(path, signature.input_names, signature.output_names, torch_threads)

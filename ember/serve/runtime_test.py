@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from ember.serve.runtime import InputRejected, load_runtime
-from ember.serve.signature import load_signature
-from ember.serve.testing import exported
+from ember.signature import load_signature
+from testing.serve import exported
 
 
 def text_runtime():

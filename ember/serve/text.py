@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ember.serve.untrusted import is_int, short_repr
+from ember.untrusted import is_int, short_repr
 
 
 class TextClassifierIO:

@@ -2,9 +2,9 @@ import shutil
 
 import pytest
 
-from ember.serve.signature import load_signature
-from ember.serve.testing import exported, write_signature
 from ember.serve.text import TextClassifierIO
+from ember.signature import load_signature, write_signature
+from testing.serve import exported
 
 
 @pytest.mark.parametrize("tokenizer, message", [

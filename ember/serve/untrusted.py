@@ -1,14 +1,13 @@
 """Numbers and shapes read from untrusted input (headers, URL segments, JSON, folder names), strictly.
 
 Python's own readers are lenient in ways a client can exploit: `str.isdigit()` is true for "²" and "١",
-which `int()` then refuses (a 500) or reads as another number; `isinstance(True, int)` is true, so JSON
-`true` passes for the dimension 1; and a shape such as [0, 2**62, 2**62] holds no elements yet makes
-numpy raise when asked to allocate it. Everything here answers a client's mistake with a BadRequest
+which `int()` then refuses (a 500) or reads as another number; JSON `true` passes for the dimension 1
+unless read with `ember.untrusted.is_int`; and a shape such as [0, 2**62, 2**62] holds no elements yet
+makes numpy raise when asked to allocate it. Everything here answers a client's mistake with a BadRequest
 naming what was expected and what came.
 """
 from ember.serve.errors import BadRequest
-
-MAX_RANK = 32  # numpy allows 64 dimensions; no served model takes more than a handful
+from ember.untrusted import MAX_RANK, is_int, short_repr
 
 
 def decimal_int(text: str) -> int | None:
@@ -16,11 +15,6 @@ def decimal_int(text: str) -> int | None:
     if text.isascii() and text.isdigit():
         return int(text)
     return None
-
-
-def is_int(value) -> bool:
-    """A JSON integer: an int that is not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def tensor_shape(value, what: str, max_elements: int) -> tuple:
@@ -38,9 +32,3 @@ def tensor_shape(value, what: str, max_elements: int) -> tuple:
             raise BadRequest(f"{what}: shape {short_repr(value)} holds more elements than a body of "
                              f"{max_elements} bytes can carry")
     return tuple(value)
-
-
-def short_repr(value) -> str:
-    """repr(value), cut at 200 characters: error messages quote what came, never megabytes of it."""
-    text = repr(value)
-    return text if len(text) <= 200 else text[:200] + "..."

@@ -5,9 +5,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from ember.serve.runtime import load_runtime
-from ember.serve.signature import load_signature
-from ember.serve.testing import exported, write_signature
 from ember.serve.version_check import InconsistentVersion, check_version, tied_dimensions
+from ember.signature import load_signature, write_signature
+from testing.serve import exported
 
 TINY_OUTPUT = [{"name": "output", "dtype": "float32", "shape": [-1, 3]}]
 

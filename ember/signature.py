@@ -1,4 +1,12 @@
-"""signature.json (docs/export_contract.md): the only description of a model the server reads."""
+"""`signature.json` (docs/export_contract.md): an export folder's description of its model's inputs and outputs,
+the only description of a model the server reads.
+
+This module owns the file: its name, its writing (atomic, so a reader never sees half of one) and its
+reading. The reader treats the file as hostile (a served folder may come from anyone): every field is
+checked, and anything wrong is a ValueError naming the file, the field, what was expected and what came.
+What goes into a signature is decided where the model is known (`ember.deploy.signature`); this module
+only writes and reads it.
+"""
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -6,15 +14,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ember.serve.untrusted import MAX_RANK, is_int, short_repr
+from ember.io import atomic_write_text
+from ember.untrusted import MAX_RANK, is_int, short_repr
 
-# KServe v2 datatype names <-> numpy dtypes (looked up per request: dtype objects, not names to parse).
+SIGNATURE_FILE = "signature.json"
+FORMAT, VERSION = "ember-export", 1
+
+# The dtypes an input or output may have: exactly those KServe v2 has a datatype for, by v2 name (the server
+# speaks v2), as dtype objects, not names to parse: the server looks them up per request.
 V2_DATATYPES = {v2: np.dtype(numpy_name) for v2, numpy_name in {
     "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
     "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
     "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object",
 }.items()}
 NUMPY_TO_V2 = {dtype: v2 for v2, dtype in V2_DATATYPES.items()}
+_DTYPE_NAMES = {dtype.name: dtype for dtype in V2_DATATYPES.values()}  # signature.json says numpy's names
 
 
 @dataclass(frozen=True)
@@ -45,18 +59,27 @@ class Signature:
         return [spec.name for spec in self.outputs]
 
 
-def load_signature(folder: Path) -> Signature:
+def write_signature(folder, inputs: list, outputs: list, task=None, labels=None, output_kind=None,
+                    tokenizer=None) -> None:
+    """Write `folder`/signature.json atomically. `inputs`, `outputs`: [{"name", "dtype", "shape"}];
+    `tokenizer`: {"file", "max_length"} for a text classifier."""
+    signature = {"format": FORMAT, "version": VERSION, "inputs": inputs, "outputs": outputs, "task": task,
+                 "labels": labels, "output_kind": output_kind, "tokenizer": tokenizer}
+    atomic_write_text(Path(folder) / SIGNATURE_FILE, json.dumps(signature, indent=2) + "\n")
+
+
+def load_signature(folder) -> Signature:
     """Read and check `folder`/signature.json. Raises FileNotFoundError when it is missing and ValueError,
     naming the file, the field, what was expected and what came, for anything else wrong with it."""
-    path = Path(folder) / "signature.json"
+    path = Path(folder) / SIGNATURE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{folder} has no signature.json (expected an ember export folder)")
+        raise FileNotFoundError(f"{folder} has no {SIGNATURE_FILE} (expected an ember export folder)")
     try:
         raw = json.loads(path.read_bytes())
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError; nesting too deep
         raise ValueError(f"{path} is not valid JSON: {str(error)[:200]}") from None
-    if not isinstance(raw, dict) or raw.get("format") != "ember-export":
-        raise ValueError(f"{path}: expected an object with \"format\": \"ember-export\"")
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise ValueError(f"{path}: expected an object with \"format\": \"{FORMAT}\"")
     labels = raw.get("labels")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(label, str) for label in labels)):
         raise ValueError(f"{path}: \"labels\": expected a list of strings or null, got {short_repr(labels)}")
@@ -68,9 +91,6 @@ def load_signature(folder: Path) -> Signature:
         inputs=_specs(raw, "inputs", path), outputs=_specs(raw, "outputs", path),
         task=raw.get("task"), labels=tuple(labels) if labels else None,
         output_kind=raw.get("output_kind"), tokenizer=raw.get("tokenizer"))
-
-
-_DTYPE_NAMES = {dtype.name: dtype for dtype in V2_DATATYPES.values()}
 
 
 def _specs(raw: dict, key: str, path: Path) -> tuple:

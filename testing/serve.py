@@ -1,9 +1,8 @@
-"""Helpers for tests and benchmarks: tiny exported models, the app called in-process, a real server on a
-loopback port."""
+"""For tests of ember serve: tiny exported models, the app called in-process, a real server on a loopback
+port."""
 import asyncio
 import atexit
 import functools
-import json
 import os
 import shutil
 import socket
@@ -18,7 +17,7 @@ import httpx
 import torch
 from torch import nn
 
-from ember.io import atomic_write_text
+from ember.signature import write_signature
 
 
 class TinyClassifier(nn.Module):
@@ -46,12 +45,6 @@ class TinyTextClassifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(torch.float32)
         pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return self.head(pooled)
-
-
-def write_signature(folder: Path, inputs, outputs, task=None, labels=None, output_kind=None, tokenizer=None):
-    signature = {"format": "ember-export", "version": 1, "inputs": inputs, "outputs": outputs, "task": task,
-                 "labels": labels, "output_kind": output_kind, "tokenizer": tokenizer}
-    atomic_write_text(Path(folder) / "signature.json", json.dumps(signature, indent=2))
 
 
 def export_classifier(model: nn.Module, folder, example: torch.Tensor, labels=None, program: bool = False):
