@@ -137,3 +137,24 @@ def test_a_functional_model_exports_its_named_inputs_and_outputs(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     label, value = session.run(["label", "value"], data)
     assert np.abs(label - eager["label"].numpy()).max() <= 1e-5 and np.abs(value - eager["value"].numpy()).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_a_functional_models_web_bundle_takes_and_returns_named_tensors_in_chromium(tmp_path):
+    from testing.browser import bundle_page
+
+    ember.seed(0)
+    a, b = ember.Input((3,), name="a"), ember.Input((2,), name="b")
+    joined = layers.concatenate([layers.Dense(4)(a), b])
+    model = ember.Model([a, b], {"first": layers.Dense(2)(joined), "second": ember.ops.sum(joined, axis=-1)})
+    model.export(tmp_path, format="web", example=[torch.randn(2, 3), torch.randn(2, 2)])
+    x_a, x_b = np.random.rand(2, 3).astype("float32"), np.random.rand(2, 2).astype("float32")
+    with torch.inference_mode():
+        eager = model([torch.from_numpy(x_a), torch.from_numpy(x_b)])
+    with bundle_page(tmp_path / "web") as (page, errors):
+        shown = page.input_value("#json-input")  # the JSON box starts with zeros for every named input
+        outputs = page.evaluate("async (feeds) => await ember.run(feeds)", {"a": x_a.tolist(), "b": x_b.tolist()})
+    assert not errors and set(__import__("json").loads(shown)) == {"a", "b"}
+    for name in ("first", "second"):
+        got = np.asarray(outputs[name]["data"]).reshape(outputs[name]["dims"])
+        assert np.abs(got - eager[name].numpy()).max() <= 1e-5, name
