@@ -158,3 +158,12 @@ def test_a_functional_model_trains_and_exports(tmp_path):
     assert history.history["accuracy"][-1] > 0.9
     report = model.export(tmp_path / "export", format="onnx", example=torch.from_numpy(data[:2]))
     assert report.max_abs_diff < 1e-4
+
+
+def test_any_torch_module_wrapped_by_ember_wrap_is_a_layer_but_not_json():
+    x = ember.Input((4,), name="x")
+    head = ember.wrap(torch.nn.Linear(4, 2))
+    model = ember.Model(x, head(L.Dense(4)(x)))
+    assert model(torch.randn(3, 4)).shape == (3, 2)
+    with pytest.raises(TypeError, match=r"cannot describe layer 'wrapped' \(Wrapped\) as JSON.*save_weights\(\)"):
+        model.get_config()
