@@ -95,7 +95,8 @@ def load_model(path, compile=True, custom_objects=None) -> nn.Module:
     if compile and isinstance(spec, dict) and isinstance(spec.get("optimizer"), str) and spec.get("loss") is not None:
         options = spec.get("optimizer_options") or {}
         try:
-            model.compile(spec["optimizer"], spec["loss"], spec.get("metrics"), from_logits=spec.get("from_logits"),
+            model.compile(spec["optimizer"], spec["loss"], spec.get("metrics"), loss_weights=spec.get("loss_weights"),
+                          from_logits=spec.get("from_logits"),
                           clip_grad_norm=spec.get("clip_grad_norm"), accumulate_steps=spec.get("accumulate_steps", 1),
                           **options)
         except (TypeError, ValueError, KeyError) as error:

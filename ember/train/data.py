@@ -1,16 +1,26 @@
 """Turning what the user passes to fit/evaluate/predict into batches of `(inputs, targets)`.
 
-In-memory data (numpy arrays, tensors, dicts of them, a TensorDataset) takes the fast
+In-memory data (numpy arrays, tensors, lists and dicts of them, a TensorDataset) takes the fast
 path: converted once, then sliced with one permutation per epoch — no per-sample
 `__getitem__` and collate. Anything else (a Dataset, a DataLoader, any iterable of
-`(x, y)` tuples or dict batches) is iterated as given.
+`(x, y)` or `(x, y, sample_weight)` tuples or dict batches) is iterated as given.
 
-Every batch is a `Batch(inputs, targets, weight)`: `inputs` is a tensor or a dict of tensors
-(Hugging Face batches, whose "labels" stay in the dict so the model can compute its own loss);
-`targets` is a tensor or None; `weight` scales the batch's loss: 1 in one process, and under
+Every batch is a `Batch(inputs, targets, weight, sample_weight)`: `inputs` is a tensor, a list of
+tensors (a model's several inputs) or a dict of them (named inputs; Hugging Face batches, whose
+"labels" stay in the dict so the model can compute its own loss); `targets` is a tensor, a list or
+dict of them (several outputs) or None; `weight` scales the batch's loss: 1 in one process, and under
 DDP/FSDP this process's share of the global batch (`share * processes / global`), so the
-averaged gradient is the global batch's mean even when a batch does not split evenly.
+averaged gradient is the global batch's mean even when a batch does not split evenly;
+`sample_weight` (None, a tensor, or a list / dict by output) weighs each sample's loss, Keras' way
+(ember/train/losses.py), and is split with the batch.
+
+How the model receives them (`call_model`): a tensor or a list as one argument; a dict as keyword
+arguments when the model's forward accepts those names (Hugging Face: `input_ids=`,
+`attention_mask=`, `labels=`), else as one argument, as a Keras functional model takes its named
+inputs; a model that sets `takes_structured_input = True` always gets the dict as one argument.
 """
+import functools
+import inspect
 import math
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -25,6 +35,7 @@ class Batch(NamedTuple):
     inputs: object
     targets: object
     weight: float = 1.0
+    sample_weight: object = None
 
 
 class Share(NamedTuple):
@@ -37,8 +48,8 @@ class ArrayBatches:
     """Batches sliced from in-memory tensors. The order of epoch e is a pure function of
     (`seed`, e), so a resumed run sees exactly the batches the interrupted one would have."""
 
-    def __init__(self, inputs, targets, batch_size, shuffle, seed):
-        self.inputs, self.targets = inputs, targets
+    def __init__(self, inputs, targets, batch_size, shuffle, seed, sample_weight=None):
+        self.inputs, self.targets, self.sample_weight = inputs, targets, sample_weight
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
         self.num_samples = _length(inputs)
         self.split = None  # (rank, processes) once split_across()
@@ -59,8 +70,7 @@ class ArrayBatches:
             index, weight = slice(begin, end) if order is None else order[begin:end], 1.0
             if self.split is not None:
                 index, weight = _share(torch.arange(begin, end) if order is None else index, *self.split)
-            yield Batch(_take(self.inputs, index), None if self.targets is None else self.targets[index], weight)
-
+            yield Batch(_take(self.inputs, index), _take(self.targets, index), weight, _take(self.sample_weight, index))
 
     def split_across(self, rank: int, processes: int, same_seed=None) -> None:
         """From now on yield this process's contiguous share of every global batch, with its weight.
@@ -109,8 +119,9 @@ class IterableBatches:
         step = -1
         for step, batch in enumerate(self.iterable):
             if step >= start_step:
-                yield Batch(*split_batch(batch.batch), batch.weight) if isinstance(batch, Share) \
-                    else Batch(*split_batch(batch))
+                share = isinstance(batch, Share)
+                inputs, targets, sample_weight = split_batch(batch.batch if share else batch)
+                yield Batch(inputs, targets, batch.weight if share else 1.0, sample_weight)
         if step < 0:  # an empty epoch would log a loss of 0.0 and train nothing
             raise ValueError(f"{self.what} ({type(self.iterable).__name__}) yielded no batch in epoch {epoch + 1}: "
                              "expected at least one (x, y) batch per epoch; is the data empty or exhausted?")
@@ -158,23 +169,30 @@ def _num_samples(batch) -> int:
     return len(batch) if isinstance(batch, (torch.Tensor, np.ndarray)) and batch.ndim else 0
 
 
-def make_batches(x, y=None, *, batch_size=32, shuffle=False, seed=0, device=None, what="x"):
-    """Batches for any supported data form."""
+def make_batches(x, y=None, *, sample_weight=None, class_weight=None, batch_size=32, shuffle=False, seed=0,
+                 device=None, what="x"):
+    """Batches for any supported data form. `sample_weight`: one weight per sample (or a list / dict of
+    them by output); `class_weight`: {class: weight}, turned into sample weights from y (Keras)."""
     if x is None:
         raise ValueError(f"{what} is None: pass arrays, tensors, a Dataset, a DataLoader or an iterable of batches")
     if isinstance(x, TensorDataset) and y is None:
-        x, y = (x.tensors[0], x.tensors[1]) if len(x.tensors) > 1 else (x.tensors[0], None)
+        x, y, third = (*x.tensors, None, None)[:3]  # (x,), (x, y) or (x, y, sample_weight)
+        sample_weight = third if sample_weight is None else sample_weight
     if _is_array_like(x):
         inputs = to_tensor(x, device)
         targets = None if y is None else to_tensor(y, device)
+        weights = _sample_weights(sample_weight, class_weight, targets, device)
         n = _length(inputs)
         if n == 0:
             raise ValueError(f"{what} has 0 samples: nothing to train or evaluate on")
-        if targets is not None and _length(targets) != n:
-            raise ValueError(f"{what} has {n} samples but y has {_length(targets)}: they must match")
-        return ArrayBatches(inputs, targets, batch_size, shuffle, seed)
-    if y is not None:
-        raise ValueError(f"y must be None when {what} is a {type(x).__name__} (it yields the targets itself)")
+        for label, value in [*_leaves(inputs, what), *_leaves(targets, "y"), *_leaves(weights, "sample_weight")]:
+            if len(value) != n:
+                raise ValueError(f"{what} has {n} samples but {label} has {len(value)}: they must match")
+        return ArrayBatches(inputs, targets, batch_size, shuffle, seed, weights)
+    for name, value in (("y", y), ("sample_weight", sample_weight), ("class_weight", class_weight)):
+        if value is not None:
+            raise ValueError(f"{name} must be None when {what} is a {type(x).__name__}: it yields its batches "
+                             "itself, as (x, y) or (x, y, sample_weight) tuples")
     if isinstance(x, Dataset) and not isinstance(x, IterableDataset):
         if len(x) == 0:
             raise ValueError(f"{what} is an empty Dataset")
@@ -194,22 +212,74 @@ def make_batches(x, y=None, *, batch_size=32, shuffle=False, seed=0, device=None
 
 
 def split_batch(batch):
-    """(inputs, targets) from a tuple/list, a dict batch, or a lone tensor."""
+    """(inputs, targets, sample_weight) from a tuple/list, a dict batch, or a lone tensor."""
     if isinstance(batch, Mapping):
-        return dict(batch), batch.get("labels")
+        return dict(batch), batch.get("labels"), None
     if isinstance(batch, (tuple, list)):
-        if len(batch) == 1:
-            return batch[0], None
-        if len(batch) == 2:
-            return batch[0], batch[1]
-        raise ValueError(f"a batch tuple must be (x,) or (x, y), got {len(batch)} elements")
-    return batch, None
+        if len(batch) in (1, 2, 3):
+            return (*batch, None, None)[:3]
+        raise ValueError(f"a batch tuple must be (x,), (x, y) or (x, y, sample_weight), got {len(batch)} elements")
+    return batch, None, None
+
+
+def _sample_weights(sample_weight, class_weight, targets, device):
+    """The sample weights of in-memory data: given, or from class_weight and the labels (Keras)."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("pass sample_weight or class_weight, not both (as in Keras)")
+    if (sample_weight is not None or class_weight is not None) and targets is None:
+        raise ValueError("sample_weight and class_weight weigh the loss of each sample against its targets: pass y")
+    if class_weight is None:
+        return None if sample_weight is None else to_tensor(sample_weight, device)
+    if not isinstance(targets, torch.Tensor):
+        raise ValueError(f"class_weight is for a model with one output, but y is a {type(targets).__name__} of "
+                         f"{len(targets)} targets: pass sample_weight per output instead")
+    if not isinstance(class_weight, Mapping):
+        raise TypeError(f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}")
+    labels = targets.argmax(-1) if targets.dim() > 1 and targets.shape[-1] != 1 else targets.reshape(len(targets))
+    labels = labels.round().long()  # Keras rounds binary probabilities to their class
+    weights = torch.ones(len(targets), device=targets.device)
+    for label, weight in class_weight.items():
+        weights[labels == int(label)] = float(weight)
+    return weights
+
+
+def call_model(model, inputs, forward=None):
+    """`forward(inputs)` (default: the model itself), a dict as keyword arguments or one argument (see above)."""
+    forward = model if forward is None else forward
+    if isinstance(inputs, Mapping) and not getattr(model, "takes_structured_input", False) \
+            and _takes_keywords(type(_innermost(model)), tuple(inputs)):
+        return forward(**inputs)
+    return forward(inputs)
+
+
+def _innermost(model):
+    """The module whose forward decides: through wrappers whose forward passes everything on (ember.wrap)."""
+    while _passes_through(type(model)) and isinstance(getattr(model, "module", None), torch.nn.Module):
+        model = model.module
+    return model
+
+
+@functools.cache
+def _passes_through(model_type) -> bool:
+    """Whether forward is `forward(self, *args, **kwargs)`."""
+    kinds = [p.kind for p in inspect.signature(model_type.forward).parameters.values()][1:]
+    return kinds == [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]
+
+
+@functools.cache
+def _takes_keywords(model_type, names) -> bool:
+    """Whether forward accepts every name as a keyword (or any keyword)."""
+    parameters = inspect.signature(model_type.forward).parameters
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()) or all(
+        name in parameters and parameters[name].kind is not inspect.Parameter.POSITIONAL_ONLY for name in names)
 
 
 def to_tensor(value, device=None):
-    """numpy/tensor/dict -> tensor(s) on `device`; float64 becomes float32 (as Keras does)."""
+    """numpy/tensor/dict/list -> tensor(s) on `device`; float64 becomes float32 (as Keras does)."""
     if isinstance(value, Mapping):
         return {k: to_tensor(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and _is_array_like(value):
+        return [to_tensor(v, device) for v in value]
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             raise TypeError("got a numpy array of Python objects; expected numbers (did rows have different lengths?)")
@@ -228,6 +298,8 @@ def move(batch_part, device, non_blocking=False):
         return None
     if isinstance(batch_part, Mapping):
         return {k: move(v, device, non_blocking) for k, v in batch_part.items()}
+    if isinstance(batch_part, (list, tuple)):
+        return [move(v, device, non_blocking) for v in batch_part]
     if isinstance(batch_part, torch.Tensor):
         if batch_part.dtype == torch.float64:
             batch_part = batch_part.float()
@@ -237,8 +309,8 @@ def move(batch_part, device, non_blocking=False):
     return batch_part
 
 
-def split_validation(x, y, validation_split):
-    """Keras' validation_split: the last fraction of the samples, taken before shuffling."""
+def split_validation(x, y, sample_weight, validation_split):
+    """Keras' validation_split: the last fraction of the samples (and their weights), taken before shuffling."""
     if not 0.0 <= validation_split < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
     if not _is_array_like(x):
@@ -248,23 +320,34 @@ def split_validation(x, y, validation_split):
     if cut <= 0 or cut >= n:
         raise ValueError(f"validation_split={validation_split} leaves no training or no validation "
                          f"samples out of {n}")
-    return (_take(x, slice(0, cut)), None if y is None else y[:cut]), (_take(x, slice(cut, n)),
-                                                                        None if y is None else y[cut:])
+    return [tuple(_take(part, rows) for part in (x, y, sample_weight)) for rows in (slice(0, cut), slice(cut, n))]
 
 
 def _is_array_like(x):
+    """An array or tensor, or a non-empty list or dict of them (a model's several inputs or outputs)."""
     if isinstance(x, (np.ndarray, torch.Tensor)):
         return True
-    return isinstance(x, Mapping) and x and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in x.values())
+    values = x.values() if isinstance(x, Mapping) else x if isinstance(x, (list, tuple)) else None
+    return bool(values) and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in values)
 
 
 def _length(x):
+    return len(next(iter(x.values())) if isinstance(x, Mapping) else x[0] if isinstance(x, (list, tuple)) else x)
+
+
+def _leaves(x, label):
+    """(label, array) of each array in x: `x`, `x[1]`, `x['name']`."""
     if isinstance(x, Mapping):
-        return len(next(iter(x.values())))
-    return len(x)
+        return [(f"{label}[{k!r}]", v) for k, v in x.items()]
+    if isinstance(x, (list, tuple)):
+        return [(f"{label}[{i}]", v) for i, v in enumerate(x)]
+    return [] if x is None else [(label, x)]
 
 
 def _take(x, index):
+    """The samples at `index` of an array, of each array in a list or dict, or None."""
     if isinstance(x, Mapping):
         return {k: v[index] for k, v in x.items()}
-    return x[index]
+    if isinstance(x, (list, tuple)):
+        return [v[index] for v in x]
+    return None if x is None else x[index]

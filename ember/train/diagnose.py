@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ember.errors import ShapeError
+from ember.train.data import call_model
 from ember.train.losses import CLASSIFICATION_LOSSES
 
 
@@ -25,7 +26,7 @@ def explain_forward_error(model, inputs, error):
         handles.append(module.register_forward_hook(post_hook))
     try:
         with torch.no_grad():
-            model(**inputs) if isinstance(inputs, dict) else model(inputs)
+            call_model(model, inputs)
     except Exception:
         pass
     finally:
@@ -68,9 +69,9 @@ def check_targets(outputs, targets, recipe, data=None):
                           f"values in [{float(o.min()):.3g}, {float(o.max()):.3g}]: end the model with a softmax/"
                           "sigmoid, or compile(..., from_logits=True), or use loss='cross_entropy'",
                           RuntimeWarning, stacklevel=4)
-    if targets is None or recipe is None or recipe.loss_name not in CLASSIFICATION_LOSSES:
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() < 2 or not isinstance(targets, torch.Tensor):
         return
-    if not isinstance(outputs, torch.Tensor) or outputs.dim() < 2:
+    if recipe is None or recipe.loss_name not in CLASSIFICATION_LOSSES:
         return
     if targets.is_floating_point():
         if outputs.shape == targets.shape:
@@ -89,8 +90,8 @@ def check_targets(outputs, targets, recipe, data=None):
 def explain_loss_error(outputs, targets, recipe, error, where: str):
     """A loss that failed on labels outside the model's classes (torch says only "Target 7 is out of
     bounds"): name where, the labels and the valid range. Other failures come back unchanged."""
-    if recipe is None or recipe.loss_name not in CLASSIFICATION_LOSSES or not isinstance(outputs, torch.Tensor) \
-            or not isinstance(targets, torch.Tensor) or targets.is_floating_point() or not targets.numel():
+    if recipe is None or not isinstance(outputs, torch.Tensor) or not isinstance(targets, torch.Tensor) \
+            or recipe.loss_name not in CLASSIFICATION_LOSSES or targets.is_floating_point() or not targets.numel():
         return error
     num_classes = outputs.shape[-1]
     bad = targets[(targets < 0) | (targets >= num_classes)]

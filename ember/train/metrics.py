@@ -46,6 +46,18 @@ class Metric:
         self.total, self.count = state["total"], state["count"]
 
 
+class Mean(Metric):
+    """The mean of one value per batch, weighted by the batch's size: an output's loss (Keras logs
+    `<output>_loss` the same way)."""
+
+    def __init__(self, name):
+        self.name = name
+        super().__init__()
+
+    def update(self, value, batch_size):
+        self._add(value.detach() * batch_size, batch_size)
+
+
 class Accuracy(Metric):
     """Keras' `accuracy`: sparse labels against class scores, one-hot against scores, or
     binary (threshold 0.5 on probabilities, 0 on logits)."""

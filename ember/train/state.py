@@ -20,8 +20,8 @@ import torch
 from ember.distributed import is_sharded
 from ember.train.checkpoint import loader_generators, rng_state, set_rng_state
 from ember.train.compile import unbuilt_layers
-from ember.train.metrics import get_metric
 from ember.train.optimizers import build_optimizer
+from ember.train.outputs import resolve_outputs
 from ember.train.precision import Precision
 
 
@@ -31,9 +31,9 @@ class TrainState:
         self.optimizer = None if unbuilt_layers(model) else self._new_optimizer()  # else on the first batch
         self.scheduler = None  # built by each fit() for its number of steps
         self.precision = Precision(recipe.precision, recipe.device)
-        self.metrics = [get_metric(m, recipe.from_logits) for m in recipe.metrics]
-        for metric in self.metrics:
-            metric.to(recipe.device)
+        self.outputs = None  # how outputs map to losses and metrics (ember/train/outputs.py), from the first ones
+        self.metrics = []  # the outputs' metrics (and with several outputs, each one's loss)
+        self._resumed_metrics = None  # a backup's running metric sums, loaded once read_outputs() made the metrics
         self.channels_last = recipe.channels_last  # turned off if the model .view()s channels_last activations
         self.layout_checked = False
         self.epoch = self.step_in_epoch = self.global_step = 0
@@ -63,6 +63,15 @@ class TrainState:
     def _new_optimizer(self):
         return build_optimizer(self.recipe.optimizer, self.model, fused=self.recipe.fused,
                                **self.recipe.optimizer_options)
+
+    def read_outputs(self, outputs) -> None:
+        """Map the model's outputs (from a first forward) to the compiled losses and metrics."""
+        self.outputs = resolve_outputs(self.model, outputs, self.recipe)
+        self.metrics = self.outputs.metrics
+        for metric in self.metrics:
+            metric.to(self.recipe.device)
+        if self._resumed_metrics is not None:
+            self._load_metrics(self._resumed_metrics)
 
     # ------------------------------------------------------------------ the loop
     def start_fit(self, train_data, initial_epoch: int) -> None:
@@ -115,14 +124,14 @@ class TrainState:
         for metric in self.metrics:
             metric.reset()
 
-    def track(self, loss, outputs, targets, batch_size: int) -> None:
+    def track(self, loss, per_output, outputs, targets, batch_size: int) -> None:
+        """Add a batch's loss (and with several outputs each output's) and metrics to the running sums."""
         if batch_size == 0:  # a rank's share of a short last batch can be empty (distributed)
             return
         self.loss_sum += loss.detach().double() * batch_size
         self.seen += batch_size
         if targets is not None:
-            for metric in self.metrics:
-                metric.update(outputs.detach(), targets)
+            self.outputs.update(outputs, targets, per_output, batch_size)
 
     def running_state(self) -> dict:
         """This epoch's running loss and metric sums so far (a mid-epoch backup saves them)."""
@@ -131,7 +140,14 @@ class TrainState:
 
     def load_running_state(self, state: dict) -> None:
         self.loss_sum, self.seen = state["loss_sum"].to(self.recipe.device), state["seen"]
-        for metric, saved in zip(self.metrics, state["metrics"]):
+        if self.outputs is None:  # a resumed run before its first batch
+            self._resumed_metrics = state["metrics"]
+        else:
+            self._load_metrics(state["metrics"])
+
+    def _load_metrics(self, saved_states) -> None:
+        self._resumed_metrics = None
+        for metric, saved in zip(self.metrics, saved_states):
             metric.load_state_dict(_to_device(saved, self.recipe.device))
 
     # ------------------------------------------------------------------ saving and restoring

@@ -25,7 +25,8 @@ from ember.distributed.strategy import SingleProcess
 from ember.train.callbacks.base import CallbackList, LazyLogs
 from ember.train.callbacks.history import History
 from ember.train.callbacks.progress import ProgressBar
-from ember.train.data import make_batches, move, split_validation
+from ember.train.data import call_model, make_batches, move, split_validation
+from ember.train.epoch_steps import StepsPerEpoch
 from ember.train.diagnose import check_targets, explain_forward_error, explain_loss_error
 from ember.train.fast_paths import CpuTrainingFastPaths
 from ember.train.host_memory import keep_freed_memory
@@ -64,11 +65,17 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self, x=None, y=None, *, batch_size=32, epochs=1, validation_data=None, validation_split=0.0,
             callbacks=None, shuffle=True, verbose=1, initial_epoch=0, validation_batch_size=None,
+            sample_weight=None, class_weight=None, steps_per_epoch=None, validation_steps=None, validation_freq=1,
             strategy=None, resume=None):
         """Train for `epochs`; returns the `History` (per-epoch loss, metrics, val_*, lr).
 
-        x, y: numpy arrays, tensors or dicts of them; or x alone as a Dataset, DataLoader or an
-        iterable of (x, y) / dict batches. validation_data: (x_val, y_val) or any such x.
+        x, y: numpy arrays, tensors, or lists / dicts of them (several inputs or outputs, see
+        ember/train/data.py and outputs.py); or x alone as a Dataset, DataLoader or an iterable of
+        (x, y), (x, y, sample_weight) or dict batches. validation_data: (x_val, y_val[, sample_weight])
+        or any such x. As in Keras: sample_weight (one weight per sample, or a list / dict by output),
+        class_weight ({class: weight}, one output, in-memory y), steps_per_epoch / validation_steps
+        (epochs continue the data where the last one stopped, ember/train/epoch_steps.py),
+        validation_freq (validate after every N-th epoch).
         strategy: "ddp", "fsdp" or an ember.distributed strategy (or set in compile()).
         resume: a BackupAndRestore directory to continue an interrupted run from.
         """
@@ -77,15 +84,23 @@ class Trainer:
         self._reuse_host_memory()
         self.targets_checked, self.diverged = False, False
         self.strategy = get_strategy(strategy if strategy is not None else recipe.strategy)
+        if int(validation_freq) != validation_freq or validation_freq < 1:
+            raise ValueError(f"validation_freq must be a positive integer (validate every N epochs), got "
+                             f"{validation_freq!r}")
         if validation_split:
-            (x, y), validation_data = split_validation(x, y, validation_split)
+            (x, y, sample_weight), validation_data = split_validation(x, y, sample_weight, validation_split)
         seed = int(torch.randint(0, 2**62, (1,)).item())  # data order follows ember.seed()
-        train = make_batches(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, device=self.device)
+        train = make_batches(x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
+                             shuffle=shuffle, seed=seed, device=self.device)
+        if steps_per_epoch is not None:
+            train = StepsPerEpoch(train, steps_per_epoch, "steps_per_epoch")
         val = None
         if validation_data is not None:
-            vx, vy = _split_xy(validation_data)
-            val = make_batches(vx, vy, batch_size=validation_batch_size or batch_size, device=self.device,
-                               what="validation_data")
+            vx, vy, vsw = _split_xy(validation_data)
+            val = make_batches(vx, vy, sample_weight=vsw, batch_size=validation_batch_size or batch_size,
+                               device=self.device, what="validation_data")
+            if validation_steps is not None:
+                val = StepsPerEpoch(val, validation_steps, "validation_steps")
         self._dry_run(train)  # builds lazy layers before a strategy wraps or shards them
         self.forward_model = self.strategy.setup(model, train, state)
         optimizer = state.build_optimizer()  # after FSDP sharded the parameters it optimizes
@@ -125,7 +140,7 @@ class Trainer:
                 cbs.on_train_batch_begin(step)
                 last_micro = (step + 1) % recipe.accumulate_steps == 0 or step + 1 == steps
                 self.train_step(move(batch.inputs, self.device), move(batch.targets, self.device), last_micro,
-                                batch.weight)
+                                batch.weight, move(batch.sample_weight, self.device))
                 state.step_in_epoch = step + 1
                 cbs.on_train_batch_end(step, self.strategy.batch_logs(LazyLogs(self.running_logs)))
                 if model.stop_training:
@@ -133,8 +148,8 @@ class Trainer:
             state.between_epochs = True
             logs = self.running_logs()
             logs["lr"] = optimizer.param_groups[0]["lr"]
-            if val is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_batches(val, cbs).items()})
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                logs.update({f"val_{k}": v for k, v in self._evaluate_batches(val, cbs, epoch).items()})
             if state.scheduler is not None and not per_batch:
                 state.scheduler.step()
             cbs.on_epoch_end(epoch, logs)
@@ -144,15 +159,16 @@ class Trainer:
         cbs.on_train_end(logs)
         return history
 
-    def train_step(self, inputs, targets, last_micro=True, weight=1.0):
+    def train_step(self, inputs, targets, last_micro=True, weight=1.0, sample_weight=None):
         """One micro-batch: forward and backward; on the last micro-batch, the optimizer step.
-        `weight` scales the loss (this process's share of a global batch, ember.train.data.Batch)."""
+        `weight` scales the loss (this process's share of a global batch, ember.train.data.Batch);
+        `sample_weight` weighs each sample's loss inside it (ember/train/losses.py)."""
         recipe, state = self.recipe, self.state
         optimizer, scaler = state.optimizer, state.scaler
         # DDP/FSDP skip the gradient all-reduce on accumulation micro-batches.
         with self.strategy.gradient_sync(self.forward_model, last_micro):
             with state.precision.autocast(), self.fast_paths:
-                outputs, loss = self.forward_and_loss(inputs, targets)
+                outputs, loss, per_output = self.forward_and_loss(inputs, targets, sample_weight)
             scaler.scale(loss * weight / recipe.accumulate_steps).backward()
         if last_micro:
             if recipe.clip_grad_norm:
@@ -164,30 +180,33 @@ class Trainer:
             state.global_step += 1
             if state.scheduler is not None and recipe.lr_schedule_interval == "batch":
                 state.scheduler.step()
-        state.track(loss, outputs, targets, _batch_size(outputs))
+        state.track(loss, per_output, outputs, targets, _batch_size(outputs))
 
-    def forward_and_loss(self, inputs, targets):
-        """Model outputs (logits for Hugging Face outputs) and the loss to minimise."""
+    def forward_and_loss(self, inputs, targets, sample_weight=None):
+        """Model outputs (logits for Hugging Face outputs), the loss to minimise and, with several
+        outputs, each one's unweighted loss (ember/train/outputs.py)."""
         try:
-            raw = self.forward_model(**inputs) if isinstance(inputs, dict) else self.forward_model(inputs)
+            raw = call_model(self.model, inputs, self.forward_model)
         except (RuntimeError, ValueError, TypeError, IndexError) as error:
             if isinstance(error, ShapeError):
                 raise
             raise explain_forward_error(self.model, inputs, error) from error
         outputs = _logits(raw)
-        if not self.targets_checked:
+        if not self.targets_checked:  # the first batch of each fit() and evaluate()
+            if self.state.outputs is None:
+                self.state.read_outputs(outputs)
             check_targets(outputs, targets, self.recipe, self.state.train_data if self.model.training else None)
             self.targets_checked = True
-        if self.recipe.loss_fn is None:
+        if self.recipe.loss is None:
             loss = getattr(raw, "loss", None)
-            if loss is None:
+            if loss is None or sample_weight is not None:
                 raise ValueError("no loss: compile(loss=...) is needed unless the model returns its own .loss "
-                                 "(a Hugging Face model given labels)")
-            return outputs, loss
+                                 "(a Hugging Face model given labels), and to weigh samples")
+            return outputs, loss, ()
         if targets is None:
             raise ValueError("the data has no targets (y) but the compiled loss needs them")
         try:
-            return outputs, self.recipe.loss_fn(outputs, targets)
+            return (outputs, *self.state.outputs.loss(outputs, targets, sample_weight))
         except (IndexError, RuntimeError) as error:  # labels are checked on the first batch only
             where = f"batch {self.state.step_in_epoch + 1} of epoch {self.state.epoch + 1}" if self.model.training \
                 else "an evaluation batch"
@@ -209,13 +228,16 @@ class Trainer:
         return logs
 
     # ------------------------------------------------------- evaluate / predict
-    def evaluate(self, x=None, y=None, *, batch_size=32, verbose=0, callbacks=None, return_dict=True):
+    def evaluate(self, x=None, y=None, *, batch_size=32, sample_weight=None, steps=None, verbose=0, callbacks=None,
+                 return_dict=True):
         """Loss and metrics over the data: a dict, or with return_dict=False Keras' list (loss first;
-        the loss alone when there are no metrics). verbose=1 draws a progress bar; callbacks get the
-        on_test_* hooks."""
+        the loss alone when there are no metrics). sample_weight weighs the loss as in fit(); steps:
+        evaluate that many batches. verbose=1 draws a progress bar; callbacks get the on_test_* hooks."""
         self._require_compiled()
         self._reuse_host_memory()
-        batches = make_batches(x, y, batch_size=batch_size, device=self.device)
+        batches = make_batches(x, y, sample_weight=sample_weight, batch_size=batch_size, device=self.device)
+        if steps is not None:
+            batches = StepsPerEpoch(batches, steps, "steps")
         self._dry_run(batches)
         with self._apart_from_fit():
             logs = self._evaluate_batches(batches, self._callbacks(callbacks, verbose, batches))
@@ -224,18 +246,20 @@ class Trainer:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def _evaluate_batches(self, batches, callbacks):
+    def _evaluate_batches(self, batches, callbacks, evaluation=0):
+        """`evaluation`: the how-many-th evaluation of these batches (validation_steps continue the data)."""
         was_training = self.model.training
         self.model.eval()
         self.state.reset_running()
         callbacks.on_test_begin()
         try:
             with torch.inference_mode(), self.state.precision.autocast():
-                for step, (inputs, targets, _) in enumerate(batches.epoch(0)):
+                for step, (inputs, targets, _, sample_weight) in enumerate(batches.epoch(evaluation)):
                     callbacks.on_test_batch_begin(step)
                     targets = move(targets, self.device)
-                    outputs, loss = self.forward_and_loss(move(inputs, self.device), targets)
-                    self.state.track(loss, outputs, targets, _batch_size(outputs))
+                    outputs, loss, per_output = self.forward_and_loss(move(inputs, self.device), targets,
+                                                                      move(sample_weight, self.device))
+                    self.state.track(loss, per_output, outputs, targets, _batch_size(outputs))
                     callbacks.on_test_batch_end(step, LazyLogs(self.running_logs))
             logs = self.running_logs()
         finally:
@@ -244,7 +268,8 @@ class Trainer:
         return logs
 
     def predict(self, x, *, batch_size=32, verbose=0, callbacks=None):
-        """Model outputs (logits for Hugging Face models) as a numpy array, in eval mode, no gradients.
+        """Model outputs (logits for Hugging Face models) as a numpy array, or a tuple, list or dict of them
+        as the model returns several, in eval mode, no gradients.
         verbose=1 draws a progress bar; callbacks get the on_predict_* hooks (batch logs: {"outputs": ...})."""
         self._reuse_host_memory()
         batches = make_batches(x, None, batch_size=batch_size, device=self.device, what="x")
@@ -257,13 +282,13 @@ class Trainer:
         callbacks.on_predict_begin()
         try:
             with torch.inference_mode(), autocast:
-                for step, (inputs, _, _) in enumerate(batches.epoch(0)):
+                for step, (inputs, *_) in enumerate(batches.epoch(0)):
                     callbacks.on_predict_batch_begin(step)
                     inputs = move(inputs, self.device)
                     if isinstance(inputs, dict):
                         inputs.pop("labels", None)
                     try:
-                        raw = self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
+                        raw = call_model(self.model, inputs)
                     except (RuntimeError, TypeError, IndexError) as error:
                         raise explain_forward_error(self.model, inputs, error) from error
                     chunks.append(_to_numpy(_logits(raw)))
@@ -271,8 +296,10 @@ class Trainer:
         finally:
             self.model.train(was_training)
         callbacks.on_predict_end()
-        if isinstance(chunks[0], tuple):
-            return tuple(np.concatenate(parts) for parts in zip(*chunks))
+        if isinstance(chunks[0], dict):
+            return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
+        if isinstance(chunks[0], (tuple, list)):
+            return type(chunks[0])(np.concatenate(parts) for parts in zip(*chunks))
         return np.concatenate(chunks)
 
     def _callbacks(self, callbacks, verbose, batches):
@@ -322,7 +349,7 @@ class Trainer:
         self.model.eval()
         try:
             with torch.no_grad():
-                self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
+                call_model(self.model, inputs)
         except (RuntimeError, ValueError, TypeError, IndexError) as error:
             if isinstance(error, ShapeError):
                 raise
@@ -339,9 +366,10 @@ def _training_fast_paths(recipe, state):
 
 
 def _split_xy(data):
+    """validation_data as (x, y, sample_weight): a tuple (x, y) or (x, y, sample_weight), or x alone."""
     if isinstance(data, tuple) and len(data) in (2, 3) and not isinstance(data[0], tuple):
-        return data[0], data[1]
-    return data, None
+        return (*data, None)[:3]
+    return data, None, None
 
 
 def _logits(raw):
@@ -350,13 +378,16 @@ def _logits(raw):
 
 
 def _batch_size(outputs):
-    t = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+    t = next(iter(outputs.values())) if isinstance(outputs, dict) else outputs[0] if isinstance(outputs, (tuple, list)) \
+        else outputs
     return t.shape[0] if isinstance(t, torch.Tensor) and t.dim() else 1
 
 
 def _to_numpy(outputs):
+    if isinstance(outputs, dict):
+        return {name: _to_numpy(o) for name, o in outputs.items()}
     if isinstance(outputs, (tuple, list)):
-        return tuple(_to_numpy(o) for o in outputs)
+        return type(outputs)(_to_numpy(o) for o in outputs)
     return outputs.detach().float().cpu().numpy() if outputs.dtype in (torch.bfloat16, torch.float16) \
         else outputs.detach().cpu().numpy()
 
