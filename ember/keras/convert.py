@@ -9,21 +9,25 @@ a layer that cannot compute on it natively gets a Permute in front (see layers.p
 from dataclasses import dataclass, field
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ember.define import layers as L
 from ember.define.functional import Functional
 from ember.define.sequential import Sequential
-from ember.define.symbolic import Input, call_module
+from ember.define.ops import OPS
+from ember.define.symbolic import Input, call_module, call_op, flatten, map_structure
 from ember.saving import ModelFileError
 from ember.keras.files import keras3_weight_path, read_keras_file
 from ember.keras.graph import build_module
 from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, convert_weights, copy_weights,
                                 is_flat)
-from ember.keras.model_config import MODEL_KINDS, ConfigReader
+from ember.keras.model_config import MODEL_KINDS, ConfigReader, TensorRef
+from ember.keras.operations import KERAS_OPERATIONS, UNSUPPORTED_NOTES, is_operation, operation_call
 
 # What interpreting a layer's options can raise when the file gives a wrong type or value
 # (a string for units, a negative kernel size, a shape no layer takes): the builders and
 # ember's layers check what they expect, torch the rest.
+_PROBE_BATCH = 3  # the batch size an operation's output shape is found with: any axis of another size is not it
 LAYER_CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError, RuntimeError)
 
 
@@ -41,6 +45,7 @@ class _Step:
     weights_layout: object = None
     weights_shape: tuple = None
     custom: bool = False  # a user-supplied module for a custom Keras layer, weights already set
+    operation: tuple = None  # (ember.ops name, args with TensorRefs, options) of a Keras operation
 
 
 @dataclass
@@ -95,30 +100,55 @@ def from_keras(path, data_format="channels_last", custom_layers=None):
     return model
 
 
+def custom_factory(custom_layers, entry):
+    """The user's factory for a config entry: keyed by its layer name, registered name
+    (`package>Class`) or class name, in that order."""
+    for key in _custom_keys(entry):
+        if key in custom_layers:
+            return custom_layers[key]
+    return None
+
+
+def _custom_keys(entry):
+    class_name, registered = entry["class_name"], entry.get("registered_name")
+    # Legacy .h5 files written by Keras 3 name a registered custom class `package>Class` in class_name.
+    registered = registered if isinstance(registered, str) else class_name if ">" in class_name else None
+    return entry["config"]["name"], registered, class_name.rsplit(">", 1)[-1]
+
+
 def _check_supported(layers, custom_layers, path):
-    problems = []
+    problems, unknown = [], set()
     for layer in layers:
-        class_name, name = layer.get("class_name"), layer.get("config", {}).get("name", layer.get("name"))
-        if class_name == "InputLayer" or class_name in KERAS_LAYERS and name not in custom_layers:
+        class_name, name = layer["class_name"], layer["config"]["name"]
+        module, registered, plain_class = str(layer.get("module")), layer.get("registered_name"), _custom_keys(layer)[2]
+        if class_name == "InputLayer" or custom_factory(custom_layers, layer) is not None:
             continue
-        if name in custom_layers or class_name in custom_layers:
+        if is_operation(layer):
+            if class_name not in KERAS_OPERATIONS:
+                note = UNSUPPORTED_NOTES.get(class_name)
+                problems.append(f"'{name}' is the Keras operation {class_name} ({module}), which ember cannot "
+                                "convert" + (f": {note}" if note else ""))
+                if not note:
+                    unknown.add("operations")
+        elif class_name in KERAS_LAYERS:
             continue
-        if class_name == "Lambda":
+        elif class_name == "Lambda":
             problems.append(f"'{name}' is a Lambda layer: it holds serialized Python bytecode, which ember never "
                             "runs (the vector of CVE-2024-3660). Replace it in Keras with a built-in layer, or pass "
                             f"custom_layers={{'{name}': lambda config, weights: <a torch module doing the same>}}")
         elif class_name in ("Sequential", "Functional", "Model"):
             problems.append(f"'{name}' is a nested {class_name} model: flatten it into the outer model in Keras")
-        elif layer.get("registered_name") and "keras" not in str(layer.get("module", "keras")) \
-                or "package" in str(layer.get("registered_name", "")) or ">" in str(layer.get("registered_name", "")):
-            problems.append(f"'{name}' is a custom layer ({class_name}): supply a torch equivalent with "
-                            f"custom_layers={{'{class_name}': lambda config, weights: module}}")
+        elif ">" in class_name or ">" in str(registered) or registered and "keras" not in module:
+            problems.append(f"'{name}' is a custom layer ({plain_class}): supply a torch equivalent with "
+                            f"custom_layers={{'{plain_class}': lambda config, weights: module}}")
         else:
-            problems.append(f"'{name}' ({class_name}) is not supported; supported layers: "
-                            + ", ".join(sorted(KERAS_LAYERS)))
+            problems.append(f"'{name}' ({class_name}) is not a layer ember supports")
+            unknown.add("layers")
     if problems:
-        raise UnsupportedKerasLayersError(f"{path}: {len(problems)} layer(s) cannot be loaded:\n- "
-                                          + "\n- ".join(problems))
+        supported = {"layers": sorted(KERAS_LAYERS), "operations": sorted(KERAS_OPERATIONS)}
+        raise UnsupportedKerasLayersError(
+            f"{path}: {len(problems)} layer(s) cannot be loaded:\n- " + "\n- ".join(problems) + "".join(
+                f"\nSupported {kind}: {', '.join(supported[kind])}" for kind in sorted(unknown)))
 
 
 class _Builder:
@@ -152,16 +182,16 @@ class _Builder:
             if entry.get("class_name") == "InputLayer":
                 shape, dtype = self.reader.input_shape(entry["config"], [], {}, {})
                 self.add_input(f"{entry['config']['name']}:0", shape, dtype)
-        pending = [(name, index, self.node_inputs(name, index, node)) for name, entry in by_name.items()
+        pending = [(name, index, self.node_call(by_name[name], index, node)) for name, entry in by_name.items()
                    if entry.get("class_name") != "InputLayer"
                    for index, node in enumerate(entry.get("inbound_nodes", []))]
         while pending:
             waiting = []
-            for name, index, (refs, list_input) in pending:
+            for name, index, (refs, add) in pending:
                 if all(ref in self.tensors for ref in refs):
-                    self.add_layer(by_name[name], refs, list_input, f"{name}:{index}")
+                    add(f"{name}:{index}")
                 else:
-                    waiting.append((name, index, (refs, list_input)))
+                    waiting.append((name, index, (refs, add)))
             if len(waiting) == len(pending):
                 missing = sorted({f"{n}:{i}" for n, i, _ in waiting})
                 raise ModelFileError(f"{self.reader.source}: the model graph is inconsistent: nodes {missing} wait "
@@ -177,12 +207,20 @@ class _Builder:
         self.raise_problems()
         return self.plan
 
-    def node_inputs(self, name, index, node):
+    def node_call(self, entry, index, node):
+        """(the refs one call of a layer or operation waits for, add(out_ref) recording that call)."""
+        name = entry["config"]["name"]
+        where = f"layer '{name}' inbound_nodes[{index}]"
+        if is_operation(entry):
+            args, kwargs = self.reader.node_arguments(node, where)
+            refs = [arg.ref for arg in _tensor_refs((args, kwargs))]
+            return refs, lambda out_ref: self.add_operation(entry, args, kwargs, out_ref)
         try:
-            return self.reader.node_inputs(node, f"layer '{name}' inbound_nodes[{index}]")
+            refs, list_input = self.reader.node_inputs(node, where)
         except UnsupportedConfig as error:
             raise UnsupportedKerasLayersError(f"{self.reader.source}: layer '{name}': {error} is not supported") \
                 from error
+        return refs, lambda out_ref: self.add_layer(entry, refs, list_input, out_ref)
 
     def graph_refs(self, value, where):
         try:
@@ -207,7 +245,7 @@ class _Builder:
     def add_layer(self, entry, refs, list_input, out_ref):
         class_name, config = entry["class_name"], entry["config"]
         name = config["name"]
-        factory = self.custom_layers.get(name) or self.custom_layers.get(class_name)
+        factory = custom_factory(self.custom_layers, entry)
         if factory is not None:
             return self.add_custom(factory, entry, refs, list_input, out_ref)
         spec = KERAS_LAYERS[class_name]
@@ -233,6 +271,41 @@ class _Builder:
                                  f"({type(error).__name__}: {error})") from error
         self.tensors[out_ref] = (shape, out_layout)
         self.plan.steps.append(_Step(refs, modules, out_ref, list_input, entry, layout, shapes[0]))
+        return out_ref
+
+    def add_operation(self, entry, args, kwargs, out_ref):
+        class_name, name = entry["class_name"], entry["config"]["name"]
+        refs = [arg.ref for arg in _tensor_refs(args)]
+        factory = custom_factory(self.custom_layers, entry)
+        if factory is not None:  # the user's module takes the operation's tensor operands
+            return self.add_custom(factory, entry, refs, len(refs) > 1, out_ref)
+        if kwargs:
+            self.problems.append(f"'{name}' (operation {class_name}): keyword operands {sorted(kwargs)} are not "
+                                 "supported")
+            return self.placeholder(out_ref, self.tensors[refs[0]][0])
+        try:
+            op, args, options = operation_call(class_name, entry["config"], args)
+        except UnsupportedConfig as error:
+            self.problems.append(f"'{name}' (operation {class_name}): {error} is not supported")
+            return self.placeholder(out_ref, self.tensors[refs[0]][0])
+        shapes_and_layouts = {self.tensors[ref] for ref in refs}
+        native = KERAS_OPERATIONS[class_name].elementwise and len(shapes_and_layouts) == 1
+        if not native:  # an operation's axes and broadcasting are Keras' own
+            converted = {ref: self.convert_layout(ref, (KERAS,)) for ref in refs}
+            args = _map_tensor_refs(lambda arg: TensorRef(converted[arg.ref]), args)
+            refs = list(converted.values())
+        try:
+            shape = operation_output_shape(op, args, options, {ref: self.tensors[ref][0] for ref in refs})
+        except LAYER_CONFIG_ERRORS as error:
+            raise ModelFileError(f"{self.reader.source}: layer '{name}' (operation {class_name} -> ember.ops.{op}) "
+                                 f"cannot run on inputs of shapes {[self.tensors[ref][0] for ref in refs]} with "
+                                 f"options {options} ({type(error).__name__}: {error})") from error
+        if shape is None:
+            self.problems.append(f"'{name}' (operation {class_name}) computes across the batch axis, which is not "
+                                 "supported")
+            return self.placeholder(out_ref, self.tensors[refs[0]][0])
+        self.tensors[out_ref] = (shape, self.tensors[refs[0]][1] if native else KERAS)
+        self.plan.steps.append(_Step(refs, [], out_ref, operation=(op, args, options)))
         return out_ref
 
     def add_custom(self, factory, entry, refs, list_input, out_ref):
@@ -271,6 +344,25 @@ class _Builder:
             self.tensors[out_ref] = (shape, KERAS)
             self.plan.steps.append(_Step([ref], modules, out_ref))
         return out_ref
+
+
+def _tensor_refs(args):
+    return flatten(args, leaf=TensorRef)
+
+
+def _map_tensor_refs(function, args):
+    return map_structure(function, args, leaf=TensorRef)
+
+
+def operation_output_shape(op, args, options, shapes):
+    """The shape (no batch axis) of `ember.ops.<op>` on tensors of `shapes` (by ref), run on fake
+    tensors; None where the batch axis does not come out as it went in (a mean over everything)."""
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode, torch.no_grad():
+        fake = {ref: mode.from_tensor(torch.zeros((_PROBE_BATCH, *shape))) for ref, shape in shapes.items()}
+        out = OPS[op](*_map_tensor_refs(lambda arg: fake[arg.ref], args), **options)
+    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != _PROBE_BATCH:
+        return None
+    return tuple(out.shape[1:])
 
 
 def _base(ref):
@@ -332,6 +424,10 @@ def _assemble(plan, sequential):
     tensors = {ref: Input(shape, name=_base(ref), dtype=dtype) for ref, shape, dtype in plan.inputs}
     by_name = {}  # a Keras layer called twice is one module (shared weights)
     for step in plan.steps:
+        if step.operation:
+            op, args, options = step.operation
+            tensors[step.output] = call_op(op, *_map_tensor_refs(lambda arg: tensors[arg.ref], args), **options)
+            continue
         step.modules = [by_name.setdefault(module.name, module) for module in step.modules]
         x = [tensors[ref] for ref in step.inputs] if step.list_input else tensors[step.inputs[0]]
         for module in step.modules:

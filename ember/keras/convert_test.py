@@ -10,8 +10,8 @@ import torch
 import ember
 from ember.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
-from testing.keras import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, sequential_config,
-                           write_keras)
+from testing.keras import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, keras_tensor,
+                           sequential_config, write_keras)
 from testing.keras import layer as _layer
 
 
@@ -137,3 +137,69 @@ def test_a_converted_functional_model_saved_before_functional_models_existed_sti
     out = model([torch.from_numpy(data["image"]), torch.from_numpy(data["feats"])])
     assert np.abs(out.detach().numpy() - data["expected"]).max() < 1e-5
     assert isinstance(model, ember.define.Functional)
+
+
+def test_the_supported_layers_are_listed_once_per_error(tmp_path):
+    layers = [INPUT, _layer("Bidirectional", "bidi"), _layer("TimeDistributed", "spread")]
+    with pytest.raises(UnsupportedKerasLayersError) as raised:
+        from_keras(_write_keras(tmp_path / "m.keras", layers, {}))
+    message = str(raised.value)
+    assert "'bidi' (Bidirectional) is not a layer ember supports" in message
+    assert "'spread' (TimeDistributed) is not a layer ember supports" in message
+    assert message.count("Supported layers: ") == 1 and "Supported operations" not in message
+
+
+def _operation(class_name, name, args, module="keras.src.ops.numpy", **config):
+    """A Keras 3 operation node (`module` None: as legacy .h5 files write it)."""
+    entry = {"class_name": class_name, "config": {"name": name, **config}, "registered_name": class_name,
+             "name": name, "inbound_nodes": [{"args": args, "kwargs": {}}]}
+    return dict(entry, module=module) if module else entry
+
+
+def _functional_with(*operations, output):
+    config = functional_dense_config()
+    config["config"]["layers"] += list(operations)
+    config["config"]["output_layers"] = [[output, 0, 0]]
+    return config
+
+
+@pytest.mark.parametrize("module", ["keras.src.ops.numpy", None])
+def test_operations_become_ember_ops_saved_by_name(tmp_path, module):
+    """`(dense + 3) * dense` as Keras 3 saves it: Add and Multiply operations, not merge layers,
+    told apart by `module` or, in legacy .h5 configs without it, by their operands."""
+    dense = keras_tensor("dense")
+    config = _functional_with(
+        _operation("Add", "add", [dense, 3], module),
+        _operation("Multiply", "multiply", [keras_tensor("add"), dense], module),
+        output="multiply")
+    path = write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])}))
+    model = from_keras(path)
+    x = torch.randn(2, 4)
+    y = x @ torch.from_numpy(KERNEL) + 1
+    torch.testing.assert_close(model(x), (y + 3) * y)
+    assert [node.get("op") for node in model.graph["nodes"]] == [None, "add", "multiply"]
+    model.save(tmp_path / "m.ember")
+    torch.testing.assert_close(ember.load(tmp_path / "m.ember")(x), (y + 3) * y)
+
+
+def test_unsupported_operations_name_the_operation_and_the_layer(tmp_path):
+    dense = keras_tensor("dense")
+    config = _functional_with(
+        _operation("Arctan2", "arctan2", [dense, dense]),
+        _operation("Mean", "mean", [keras_tensor("arctan2")], axis=None, keepdims=False),
+        output="mean")
+    with pytest.raises(UnsupportedKerasLayersError) as raised:
+        from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])})))
+    message = str(raised.value)
+    assert "'arctan2' is the Keras operation Arctan2 (keras.src.ops.numpy)" in message
+    assert message.count("Supported operations: ") == 1 and "Mean" in message.split("Supported operations: ")[1]
+    config = _functional_with(_operation("Mean", "mean", [dense], axis=None, keepdims=False), output="mean")
+    with pytest.raises(UnsupportedKerasLayersError, match=r"'mean' \(operation Mean\) computes across the batch"):
+        from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])})))
+
+
+def test_an_operation_with_a_malformed_operand_names_where(tmp_path):
+    config = _functional_with(_operation("Add", "add", [keras_tensor("dense"), {"class_name": "__lambda__"}]),
+                              output="add")
+    with pytest.raises(ModelFileError, match=r"layer 'add' inbound_nodes\[0\]\.args must be a tensor, a number"):
+        from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])})))

@@ -71,8 +71,41 @@ def text():
     return keras.Model(tokens, layers.Dense(3, activation="softmax")(x))
 
 
+@keras.saving.register_keras_serializable(package="my")
+class Scale(layers.Layer):  # custom layers: the file names them, a user gives ember torch stand-ins
+    def call(self, x):
+        return x * 2
+
+
+@keras.saving.register_keras_serializable(package="my")
+class Pair(layers.Layer):
+    def call(self, pair):
+        return pair[0] + pair[1]
+
+
+def custom():
+    features = keras.Input((6,))
+    x = layers.Dense(4)(features)
+    return keras.Model(features, layers.Dense(3, activation="softmax")(Pair()([Scale()(x), x])))
+
+
+def operations():
+    # Python arithmetic and keras.ops calls, which Keras 3 saves as operations in the graph.
+    image = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same")(image)
+    x = layers.BatchNormalization()(x)
+    x = x * keras.ops.relu6(x + 3) / 6  # MobileNetV3's hard-swish
+    squeeze = keras.ops.mean(x, axis=(1, 2), keepdims=True)
+    x = x * keras.ops.sigmoid(squeeze)  # broadcast over height and width
+    x = 2 - x * 0.5
+    x = layers.GlobalAveragePooling2D()(x)
+    x = keras.ops.concatenate([x, keras.ops.square(x[:, :2])], axis=-1)
+    return keras.Model(image, layers.Dense(5, activation="softmax")(x))
+
+
 MODELS = {"seed_convnet": (seed_convnet, (28, 28, 1), 10), "resnet_block": (resnet_block, (16, 16, 3), 5),
-          "separable": (separable, (15, 15, 3), 4), "text": (text, "tokens", 3)}
+          "separable": (separable, (15, 15, 3), 4), "text": (text, "tokens", 3),
+          "operations": (operations, (8, 8, 3), 5), "custom": (custom, (6,), 3)}
 
 
 def main(out):
