@@ -173,3 +173,19 @@ def test_custom_layers_are_named_and_replaced_by_any_key(keras_models, no_keras,
         model = ember.from_keras(path, custom_layers={keys[0]: lambda config, weights: _Scale(),
                                                       keys[1]: lambda config, weights: _Pair()})
         assert np.abs(_run(model, x) - expected).max() <= 1e-5, keys
+
+
+@pytest.mark.slow
+def test_batch_norm_statistics_move_as_keras_moves_them(keras_models, no_keras):
+    """One step at learning rate 0 from the same weights: Keras moves moving_variance toward the
+    biased batch variance (torch's BatchNorm toward the unbiased one: ~1e-2 apart at 4 samples)."""
+    model = ember.from_keras(keras_models / "batch_norm_step.keras")
+    model.compile("sgd", "mse", lr=0.0, precision="fp32")
+    x, y = np.load(keras_models / "batch_norm_step_inputs.npy"), np.load(keras_models / "batch_norm_step_targets.npy")
+    model.fit(x, y, epochs=1, batch_size=len(x), verbose=0)
+    keras_moving = np.load(keras_models / "batch_norm_step_moving.npz")
+    batch_norms = {module.name: module for module in model.modules() if isinstance(module, L.BatchNormalization)}
+    assert len(batch_norms) == 2
+    for name, module in batch_norms.items():
+        np.testing.assert_allclose(module.running_mean.numpy(), keras_moving[f"{name}/moving_mean"], atol=1e-6)
+        np.testing.assert_allclose(module.running_var.numpy(), keras_moving[f"{name}/moving_variance"], atol=1e-6)

@@ -128,6 +128,26 @@ def main(out):
         model.save_weights(out / f"{name}.weights.h5")
         np.save(out / f"{name}_inputs.npy", x[:8])
         np.save(out / f"{name}_predictions.npy", model.predict(x[:8], verbose=0))
+    batch_norm_step(out, rng)
+
+
+def batch_norm_step(out, rng):
+    """A trained net with BatchNormalization (images and features) saved as batch_norm_step.keras,
+    then one train_on_batch of 4 samples at learning rate 0: only the moving statistics move, by
+    Keras' own update, saved as batch_norm_step_moving.npz ("<layer>/moving_mean", ...)."""
+    model = keras.Sequential([keras.Input((6, 6, 3)), layers.Conv2D(4, 3), layers.BatchNormalization(momentum=0.9),
+                              layers.ReLU(), layers.Flatten(), layers.Dense(5), layers.BatchNormalization()])
+    model.compile("adam", "mse")
+    model.fit(rng.standard_normal((32, 6, 6, 3)), rng.standard_normal((32, 5)), epochs=1, batch_size=8, verbose=0)
+    model.save(out / "batch_norm_step.keras")
+    x, y = rng.standard_normal((4, 6, 6, 3)).astype("float32"), rng.standard_normal((4, 5)).astype("float32")
+    model.compile(keras.optimizers.SGD(learning_rate=0.0), "mse")
+    model.train_on_batch(x, y)
+    np.save(out / "batch_norm_step_inputs.npy", x)
+    np.save(out / "batch_norm_step_targets.npy", y)
+    np.savez(out / "batch_norm_step_moving.npz", **{
+        f"{layer.name}/{kind}": keras.ops.convert_to_numpy(getattr(layer, kind)) for layer in model.layers
+        if isinstance(layer, layers.BatchNormalization) for kind in ("moving_mean", "moving_variance")})
 
 
 if __name__ == "__main__":
