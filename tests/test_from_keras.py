@@ -14,7 +14,8 @@ import ember
 from ember.define import layers as L
 
 DATA = Path(__file__).parent / "data" / "keras"
-TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "text": 1e-4, "operations": 1e-5}
+TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "text": 1e-4, "operations": 1e-5,
+             "nested": 1e-5}
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +100,7 @@ def test_load_keras_weights_lists_what_does_not_fit(keras_models, no_keras):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["seed_convnet", "resnet_block", "operations"])
+@pytest.mark.parametrize("name", ["seed_convnet", "resnet_block", "operations", "nested"])
 def test_converted_model_fine_tunes_saves_and_loads(keras_models, no_keras, tmp_path, name):
     model = ember.from_keras(keras_models / f"{name}.keras")
     x = np.load(keras_models / f"{name}_inputs.npy")

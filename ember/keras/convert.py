@@ -46,6 +46,7 @@ class _Step:
     weights_shape: tuple = None
     custom: bool = False  # a user-supplied module for a custom Keras layer, weights already set
     operation: tuple = None  # (ember.ops name, args with TensorRefs, options) of a Keras operation
+    nested: tuple = None  # (plan, _LayerArrays) of a nested Keras model, the step's one module
 
 
 @dataclass
@@ -64,9 +65,14 @@ def from_keras(path, data_format="channels_last", custom_layers=None):
 
     data_format: "channels_last" takes the NHWC arrays the Keras model took and gives the
         same outputs; "channels_first" takes NCHW images and computes without layout changes.
-    custom_layers: {"ClassName" or "layer_name": factory(config, weights) -> torch module}
-        for custom Keras layers (and Lambda layers) you re-implement in torch; `weights` are
-        the layer's arrays as Keras stored them.
+    custom_layers: {key: factory(config, weights) -> torch module} for layers (custom, Lambda, or
+        built-in ones you want replaced) and operations you re-implement in torch, keyed by layer
+        name, registered name ("package>Class") or class name; `weights` are the layer's arrays as
+        Keras stored them. A layer called on a list of tensors gets the list; an operation its
+        tensor operands (a list if several).
+
+    Models nested in the model (called as layers) become ember Sequential or functional models
+    inside it, with their own weights.
     """
     if data_format not in ("channels_last", "channels_first"):
         raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}")
@@ -84,7 +90,8 @@ def from_keras(path, data_format="channels_last", custom_layers=None):
             "ember and call ember.load_keras_weights(model, weights_path)")
     _check_supported(layers, custom_layers or {}, path)
     keras2 = keras_file.keras_version.startswith("2")
-    weights = _weights_by_layer(keras_file, layers, class_name == "Sequential")
+    weights = _LayerArrays(_weights_by_layer(keras_file, layers, class_name == "Sequential"),
+                           keras_file.weights.array_names, keras_file.weights.by_name)
     device = torch.get_default_device()
     # Layers are built on the meta device: their sizes come from the config, which may ask
     # for anything (Dense(units=2**34)); memory is allocated only once every layer's
@@ -130,14 +137,12 @@ def _check_supported(layers, custom_layers, path):
                                 "convert" + (f": {note}" if note else ""))
                 if not note:
                     unknown.add("operations")
-        elif class_name in KERAS_LAYERS:
+        elif class_name in KERAS_LAYERS or class_name in MODEL_KINDS:
             continue
         elif class_name == "Lambda":
             problems.append(f"'{name}' is a Lambda layer: it holds serialized Python bytecode, which ember never "
                             "runs (the vector of CVE-2024-3660). Replace it in Keras with a built-in layer, or pass "
                             f"custom_layers={{'{name}': lambda config, weights: <a torch module doing the same>}}")
-        elif class_name in ("Sequential", "Functional", "Model"):
-            problems.append(f"'{name}' is a nested {class_name} model: flatten it into the outer model in Keras")
         elif ">" in class_name or ">" in str(registered) or registered and "keras" not in module:
             problems.append(f"'{name}' is a custom layer ({plain_class}): supply a torch equivalent with "
                             f"custom_layers={{'{plain_class}': lambda config, weights: module}}")
@@ -152,9 +157,10 @@ def _check_supported(layers, custom_layers, path):
 
 
 class _Builder:
-    def __init__(self, data_format, keras2, custom_layers, weights, reader, device):
+    def __init__(self, data_format, keras2, custom_layers, weights, reader, device, outer_inputs=None):
         self.data_format, self.keras2, self.custom_layers = data_format, keras2, custom_layers
         self.weights, self.reader, self.device = weights, reader, device
+        self.outer_inputs = outer_inputs  # a nested model's: the (shape, layout) of the tensors it is called on
         self.tensors = {}  # ref -> (ember shape without batch, layout)
         self.plan = _Plan()
         self.problems = []
@@ -178,10 +184,17 @@ class _Builder:
         if unfit:  # a functional model keeps its layers in a torch ModuleDict, keyed by name
             raise UnsupportedKerasLayersError(f"{self.reader.source}: layer names {unfit} are empty or contain '.', "
                                               "which ember's graph of named layers cannot hold; rename them in Keras")
+        self.reader.functional_layers = {name for name, entry in by_name.items()
+                                         if entry.get("class_name") in ("Functional", "Model")}
+        wanted = self.graph_refs(config.get("input_layers"), "config.input_layers")
+        if self.outer_inputs is not None and len(wanted) != len(self.outer_inputs):
+            raise ModelFileError(f"{self.reader.source}: the model takes {len(wanted)} inputs and is called on "
+                                 f"{len(self.outer_inputs)}")
         for entry in layers:
             if entry.get("class_name") == "InputLayer":
                 shape, dtype = self.reader.input_shape(entry["config"], [], {}, {})
-                self.add_input(f"{entry['config']['name']}:0", shape, dtype)
+                ref = f"{entry['config']['name']}:0"
+                self.add_input(ref, shape, dtype, wanted.index(ref) if ref in wanted else 0)
         pending = [(name, index, self.node_call(by_name[name], index, node)) for name, entry in by_name.items()
                    if entry.get("class_name") != "InputLayer"
                    for index, node in enumerate(entry.get("inbound_nodes", []))]
@@ -198,7 +211,6 @@ class _Builder:
                                      "for tensors no layer produces")
             pending = waiting
         self.plan.outputs = self.graph_refs(config.get("output_layers"), "config.output_layers")
-        wanted = self.graph_refs(config.get("input_layers"), "config.input_layers")
         missing = [ref for ref in self.plan.outputs if ref not in self.tensors]
         if missing:
             raise ModelFileError(f"{self.reader.source}: config.output_layers names {missing}, which no layer "
@@ -234,10 +246,13 @@ class _Builder:
                                               "loaded:\n- " + "\n- ".join(self.problems))
 
     # --- one tensor / one layer -------------------------------------------------------
-    def add_input(self, ref, shape, dtype):
-        image = self.data_format == "channels_first" and len(shape) == 3 and "int" not in str(dtype)
-        layout = CHANNELS_FIRST if image else KERAS
-        shape = (shape[-1],) + tuple(shape[:-1]) if image else tuple(shape)
+    def add_input(self, ref, shape, dtype, position=0):
+        if self.outer_inputs is not None:  # a nested model takes the outer tensors as they come
+            shape, layout = self.outer_inputs[position]
+        else:
+            image = self.data_format == "channels_first" and len(shape) == 3 and "int" not in str(dtype)
+            layout = CHANNELS_FIRST if image else KERAS
+            shape = (shape[-1],) + tuple(shape[:-1]) if image else tuple(shape)
         self.tensors[ref] = (shape, layout)
         self.plan.inputs.append((ref, shape, dtype))
         return ref
@@ -248,6 +263,8 @@ class _Builder:
         factory = custom_factory(self.custom_layers, entry)
         if factory is not None:
             return self.add_custom(factory, entry, refs, list_input, out_ref)
+        if class_name in MODEL_KINDS:
+            return self.add_model(entry, refs, out_ref)
         spec = KERAS_LAYERS[class_name]
         refs = [self.convert_layout(ref, spec.accepts) for ref in refs]
         shapes = [self.tensors[ref][0] for ref in refs]
@@ -271,6 +288,27 @@ class _Builder:
                                  f"({type(error).__name__}: {error})") from error
         self.tensors[out_ref] = (shape, out_layout)
         self.plan.steps.append(_Step(refs, modules, out_ref, list_input, entry, layout, shapes[0]))
+        return out_ref
+
+    def add_model(self, entry, refs, out_ref):
+        """A Keras model called as a layer: converted on its own (its layers, its weights) into an
+        ember Sequential or functional model, called as one module in this graph."""
+        name = entry["config"]["name"]
+        refs = [self.convert_layout(ref, (KERAS, CHANNELS_FIRST)) for ref in refs]  # a model takes no flat layout
+        reader = ConfigReader(f"{self.reader.source}, nested model '{name}'")
+        class_name, config, layers = reader.model(entry)
+        _check_supported(layers, self.custom_layers, reader.source)
+        inner = _Builder(self.data_format, self.keras2, self.custom_layers, self.weights.nested(name, layers), reader,
+                         self.device, outer_inputs=[self.tensors[ref] for ref in refs])
+        sequential = class_name == "Sequential"
+        plan = inner.sequential(layers, config, entry) if sequential else inner.functional(layers, config)
+        if len(plan.outputs) != 1:
+            self.problems.append(f"'{name}' (nested {class_name}) has {len(plan.outputs)} outputs; nested models "
+                                 "with one output are supported")
+            return self.placeholder(out_ref, self.tensors[refs[0]][0])
+        model = _assemble(plan, sequential, name)
+        self.tensors[out_ref] = inner.tensors[plan.outputs[0]]
+        self.plan.steps.append(_Step(refs, [model], out_ref, len(refs) > 1, entry, nested=(plan, inner.weights)))
         return out_ref
 
     def add_operation(self, entry, args, kwargs, out_ref):
@@ -388,11 +426,50 @@ def _weights_by_layer(keras_file, layers, sequential):
     return out
 
 
+@dataclass
+class _LayerArrays:
+    """The file's arrays for one model's layers: the file's model, or a model nested in it."""
+    arrays: dict  # layer name -> [arrays]
+    array_names: dict  # legacy .h5: layer name -> its arrays' paths ("block/dense_1/kernel"); {} for .keras
+    file_arrays: dict  # .keras: every layer's arrays by name, a nested model's layers as "model/layer"
+    prefix: str = ""  # .keras: this nested model's "model/" in file_arrays
+
+    def get(self, name, default=None):
+        return self.arrays.get(name, default)
+
+    def nested(self, model_name, layers):
+        names = [entry["config"]["name"] for entry in layers]
+        if model_name not in self.array_names:  # .keras: each layer of a nested model has a group of its own
+            prefix = f"{self.prefix}{model_name}/"
+            return _LayerArrays({name: self.file_arrays.get(prefix + name, []) for name in names}, {},
+                                self.file_arrays, prefix)
+        # Legacy .h5: the nested model's group holds all its arrays, each named by a path through
+        # the layer that owns it ("block/dense_1/kernel" in a Sequential, "dense_1/kernel" in a functional).
+        arrays, array_names = {name: [] for name in names}, {name: [] for name in names}
+        for path, array in zip(self.array_names[model_name], self.arrays.get(model_name, [])):
+            owner = next((part for part in path.split("/") if part in arrays), None)
+            if owner is not None:
+                arrays[owner].append(array)
+                array_names[owner].append(path)
+        return _LayerArrays(arrays, array_names, {})
+
+
 def _load_weights(plan, weights, path, device):
     """Check every layer's arrays against its parameters (still on the meta device), then
     allocate the parameters on `device` and copy the arrays in: nothing sized by the config
     is allocated unless the file holds the arrays to fill it."""
-    problems, loaded, fitted = [], set(), []
+    problems, fitted = [], []
+    _match_weights(plan, weights, "", problems, fitted)
+    if problems:
+        raise ModelFileError(f"{path}: the weights do not match the architecture:\n- " + "\n- ".join(problems))
+    for module, converted in fitted:
+        copy_weights(module, converted, device)
+
+
+def _match_weights(plan, weights, where, problems, fitted):
+    """(module, converted arrays) of each layer of `plan` into `fitted`, or what does not fit into
+    `problems`; layers of nested models are named "model/layer"."""
+    loaded = set()
     for step in plan.steps:
         if step.keras_layer is None or step.custom:
             continue
@@ -400,26 +477,25 @@ def _load_weights(plan, weights, path, device):
         if name in loaded:
             continue  # a shared layer, called more than once
         loaded.add(name)
+        if step.nested is not None:
+            _match_weights(*step.nested, f"{where}{name}/", problems, fitted)
+            continue
         arrays, module = weights.get(name, []), step.modules[0]
         converted, problem = convert_weights(class_name, arrays, module, step.keras_layer["config"],
                                              step.weights_layout, step.weights_shape)
         if problem:
-            problems.append(f"'{name}' ({class_name}): {problem}")
+            problems.append(f"'{where}{name}' ({class_name}): {problem}")
         elif converted:
             fitted.append((module, converted))
-    if problems:
-        raise ModelFileError(f"{path}: the weights do not match the architecture:\n- " + "\n- ".join(problems))
-    for module, converted in fitted:
-        copy_weights(module, converted, device)
 
 
 # --- the model ---------------------------------------------------------------------------
-def _assemble(plan, sequential):
+def _assemble(plan, sequential, name=None):
     single_chain = all(len(step.inputs) == 1 and not step.list_input for step in plan.steps)
     if sequential and single_chain:
         shape, dtype = plan.inputs[0][1], plan.inputs[0][2]
         modules = [module for step in plan.steps for module in step.modules]
-        return Sequential([Input(shape, dtype=dtype)] + modules)
+        return Sequential([Input(shape, dtype=dtype)] + modules, name=name)
     # Replay the plan on symbolic tensors: a functional model like any written with ember.Input.
     tensors = {ref: Input(shape, name=_base(ref), dtype=dtype) for ref, shape, dtype in plan.inputs}
     by_name = {}  # a Keras layer called twice is one module (shared weights)
@@ -434,4 +510,5 @@ def _assemble(plan, sequential):
             x = call_module(module, (x,), {})
         tensors[step.output] = x
     outputs = [tensors[ref] for ref in plan.outputs]
-    return Functional([tensors[ref] for ref, _, _ in plan.inputs], outputs[0] if len(outputs) == 1 else outputs)
+    return Functional([tensors[ref] for ref, _, _ in plan.inputs], outputs[0] if len(outputs) == 1 else outputs,
+                      name=name)

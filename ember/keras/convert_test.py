@@ -203,3 +203,17 @@ def test_an_operation_with_a_malformed_operand_names_where(tmp_path):
                               output="add")
     with pytest.raises(ModelFileError, match=r"layer 'add' inbound_nodes\[0\]\.args must be a tensor, a number"):
         from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])})))
+
+
+def test_a_nested_sequential_model_is_converted_with_its_weights(tmp_path):
+    block = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+             "config": {"name": "block", "layers": [_layer("Dense", "dense", units=3)], "build_input_shape": [None, 4]}}
+    path = _write_keras(tmp_path / "m.keras", [INPUT, block], {"sequential": ("block", []),
+                                                                "sequential/layers/dense": ("dense", [KERNEL, BIAS])})
+    model = from_keras(path)
+    x = torch.ones(2, 4)
+    torch.testing.assert_close(model(x), x @ torch.from_numpy(KERNEL) + 1)
+    path = _write_keras(tmp_path / "bad.keras", [INPUT, block], {
+        "sequential": ("block", []), "sequential/layers/dense": ("dense", [np.ones((5, 3), "float32"), BIAS])})
+    with pytest.raises(ModelFileError, match=r"'block/dense' \(Dense\): file arrays \[\(5, 3\), \(3,\)\]"):
+        from_keras(path)

@@ -36,9 +36,10 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 class KerasWeights:
     """The arrays of a Keras file, per layer, in the order Keras stores them."""
 
-    by_name: dict = field(default_factory=dict)  # layer name -> [arrays]
+    by_name: dict = field(default_factory=dict)  # layer name -> [arrays]; a nested model's: "model/layer"
     by_path: dict = field(default_factory=dict)  # Keras 3 only: "layers/conv2d_1" -> [arrays]
     ordered: list = field(default_factory=list)  # legacy only: [(layer name, [arrays])] in file order
+    array_names: dict = field(default_factory=dict)  # legacy only: layer name -> its weight_names
 
 
 @dataclass
@@ -138,32 +139,44 @@ def _weights(contents, path):
     """KerasWeights from the plain values the reading child returned."""
     try:
         return KerasWeights(by_name=dict(contents["by_name"]), by_path=dict(contents["by_path"]),
-                            ordered=[(name, arrays) for name, arrays in contents["ordered"]])
+                            ordered=[(name, arrays) for name, arrays in contents["ordered"]],
+                            array_names=dict(contents["array_names"]))
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"reading {path} returned malformed weights ({error})") from error
 
 
 def _legacy_weights(h5, group):
-    weights = {"by_name": {}, "by_path": {}, "ordered": []}
+    weights = {"by_name": {}, "by_path": {}, "ordered": [], "array_names": {}}
     for name in h5.texts(group, "layer_names") or []:
         layer_group = h5.lookup(group, name)
-        arrays = [h5.array(h5.lookup(layer_group, weight)) for weight in h5.texts(layer_group, "weight_names") or []]
+        array_names = h5.texts(layer_group, "weight_names") or []
+        arrays = [h5.array(h5.lookup(layer_group, weight)) for weight in array_names]
         weights["by_name"][name] = arrays
+        weights["array_names"][name] = array_names
         weights["ordered"].append([name, arrays])
     return weights
 
 
 def _keras3_weights(h5):
-    weights = {"by_name": {}, "by_path": {}, "ordered": []}
-    if not h5.has(h5.root, "layers"):
-        return weights
-    for key, group in h5.subgroups(h5.group(h5.root, "layers"), depth=1):
-        arrays = _vars_in(h5, group, depth=2)
-        weights["by_path"][f"layers/{key}"] = arrays
+    weights = {"by_name": {}, "by_path": {}, "ordered": [], "array_names": {}}
+    if h5.has(h5.root, "layers"):
+        _keras3_layers(h5, h5.group(h5.root, "layers"), "", "", weights, depth=1)
+    return weights
+
+
+def _keras3_layers(h5, layers_group, path, name_prefix, weights, depth):
+    """Each layer's arrays under `layers/<group>`; a nested model's group holds `layers` of its own,
+    whose layers are stored as "<model name>/<layer name>" (and by path, "layers/<model>/layers/...")."""
+    for key, group in h5.subgroups(layers_group, depth=depth):
+        nested_model = h5.has(group, "layers")
+        arrays = [] if nested_model else _vars_in(h5, group, depth=depth + 1)
+        weights["by_path"][f"{path}layers/{key}"] = arrays
         name = h5.text(h5.group(group, "vars"), "name") if h5.has(group, "vars") else None
         if name is not None:
-            weights["by_name"][name] = arrays
-    return weights
+            weights["by_name"][name_prefix + name] = arrays
+        if nested_model:
+            _keras3_layers(h5, h5.group(group, "layers"), f"{path}layers/{key}/", f"{name_prefix}{name or key}/",
+                           weights, depth + 2)
 
 
 def _vars_in(h5, group, depth):

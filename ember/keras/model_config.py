@@ -39,6 +39,9 @@ class ConfigReader:
 
     def __init__(self, source: str):
         self.source = source
+        # Functional models called as layers: Keras counts their own graph as their node 0, so a
+        # reference to their first call says node 1.
+        self.functional_layers = set()
 
     def fail(self, where: str, expected: str, value):
         raise ModelFileError(f"{self.source}: {where} must be {expected}, found {describe(value)}")
@@ -185,6 +188,8 @@ class ConfigReader:
             self.fail(where, expected, history)
         if tensor_index:
             raise UnsupportedConfig(f"layer '{name}' with several outputs")
+        if name in self.functional_layers and node_index:
+            node_index -= 1
         return f"{name}:{node_index}"
 
 

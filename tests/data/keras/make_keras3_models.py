@@ -71,6 +71,21 @@ def text():
     return keras.Model(tokens, layers.Dense(3, activation="softmax")(x))
 
 
+def nested():
+    # Models called as layers (as ConvNeXt's blocks): a Sequential and a functional one.
+    block = keras.Sequential([layers.Conv2D(6, 3, padding="same"), layers.BatchNormalization(), layers.ReLU()],
+                             name="conv_block")
+    features = keras.Input((8, 8, 6))
+    shortcut = layers.Conv2D(6, 1)(features)
+    residual = keras.Model(features, layers.Add()([shortcut, layers.DepthwiseConv2D(3, padding="same")(features)])
+                           * 0.5, name="residual_block")
+    image = keras.Input((8, 8, 3))
+    x = residual(block(image))
+    x = keras.Sequential([layers.Dense(4)], name="dense_block")(x)  # no Input: built by its first call
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(image, layers.Dense(5, activation="softmax")(x))
+
+
 @keras.saving.register_keras_serializable(package="my")
 class Scale(layers.Layer):  # custom layers: the file names them, a user gives ember torch stand-ins
     def call(self, x):
@@ -105,7 +120,8 @@ def operations():
 
 MODELS = {"seed_convnet": (seed_convnet, (28, 28, 1), 10), "resnet_block": (resnet_block, (16, 16, 3), 5),
           "separable": (separable, (15, 15, 3), 4), "text": (text, "tokens", 3),
-          "operations": (operations, (8, 8, 3), 5), "custom": (custom, (6,), 3)}
+          "operations": (operations, (8, 8, 3), 5), "custom": (custom, (6,), 3),
+          "nested": (nested, (8, 8, 3), 5)}
 
 
 def main(out):
