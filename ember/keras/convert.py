@@ -226,6 +226,8 @@ class _Builder:
         if is_operation(entry):
             args, kwargs = self.reader.node_arguments(node, where)
             refs = [arg.ref for arg in _tensor_refs((args, kwargs))]
+            if not refs:
+                self.reader.fail(where, "the arguments of an operation on at least one tensor", node)
             return refs, lambda out_ref: self.add_operation(entry, args, kwargs, out_ref)
         try:
             refs, list_input = self.reader.node_inputs(node, where)

@@ -217,3 +217,20 @@ def test_a_nested_sequential_model_is_converted_with_its_weights(tmp_path):
         "sequential": ("block", []), "sequential/layers/dense": ("dense", [np.ones((5, 3), "float32"), BIAS])})
     with pytest.raises(ModelFileError, match=r"'block/dense' \(Dense\): file arrays \[\(5, 3\), \(3,\)\]"):
         from_keras(path)
+
+
+def test_embedding_masks_are_refused_naming_mask_zero(tmp_path):
+    """Embedding(mask_zero=True) makes Keras save a NotEqual operation computing the mask."""
+    tokens = dict(_layer("InputLayer", "tokens", batch_shape=[None, 5], dtype="int32"), name="tokens", inbound_nodes=[])
+    embedding = dict(_layer("Embedding", "embedding", input_dim=7, output_dim=3, mask_zero=True), name="embedding",
+                     inbound_nodes=[{"args": [keras_tensor("tokens")], "kwargs": {}}])
+    mask = _operation("NotEqual", "not_equal", [keras_tensor("tokens"), 0])
+    pooling = dict(_layer("GlobalAveragePooling1D", "pooling"), name="pooling", inbound_nodes=[
+        {"args": [keras_tensor("embedding")], "kwargs": {"mask": keras_tensor("not_equal")}}])
+    config = {"class_name": "Functional", "config": {
+        "name": "functional", "layers": [tokens, embedding, mask, pooling],
+        "input_layers": [["tokens", 0, 0]], "output_layers": [["pooling", 0, 0]]}}
+    with pytest.raises(UnsupportedKerasLayersError) as raised:
+        from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({})))
+    assert "'not_equal' is the Keras operation NotEqual (keras.src.ops.numpy)" in str(raised.value)
+    assert "mask of Embedding(mask_zero=True)" in str(raised.value)

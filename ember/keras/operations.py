@@ -8,7 +8,7 @@ meaning, which a functional model records by name (so it saves as JSON and loads
 """
 from dataclasses import dataclass
 
-from ember.keras.layers import KERAS_LAYERS, UnsupportedConfig
+from ember.keras.layers import UnsupportedConfig
 from ember.keras.model_config import DTYPES
 
 
@@ -56,17 +56,12 @@ UNSUPPORTED_NOTES = {
 
 
 def is_operation(entry) -> bool:
-    """Whether a config entry is a Keras operation rather than a layer of the same class name
-    (`Add`, `Multiply`, ... name both). Legacy `.h5` files drop `module`: there a layer is called
-    with one argument (a tensor or a list of them), an operation with its operands."""
-    module = entry.get("module")
-    if isinstance(module, str):
-        return module.startswith("keras.src.ops.")
-    if entry["class_name"] not in KERAS_LAYERS:
-        return entry["class_name"] in KERAS_OPERATIONS or entry["class_name"] in UNSUPPORTED_NOTES
-    first_node = (entry.get("inbound_nodes") or [None])[0]
-    args = first_node.get("args") if isinstance(first_node, dict) else None
-    return isinstance(args, list) and len(args) > 1
+    """Whether a config entry is a Keras operation rather than a layer (`Add`, `Multiply`,
+    `Reshape`... name both). Legacy `.h5` files drop `module`; there a layer's config holds the
+    options every Keras layer has (`trainable`), an operation's only its name and arguments."""
+    if "module" in entry:  # None for custom layers in .keras files
+        return str(entry["module"]).startswith("keras.src.ops.")
+    return entry["class_name"] != "InputLayer" and "trainable" not in entry["config"]
 
 
 def operation_call(class_name, config, args):
