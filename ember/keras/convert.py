@@ -66,10 +66,10 @@ def from_keras(path, data_format="channels_last", custom_layers=None):
     data_format: "channels_last" takes the NHWC arrays the Keras model took and gives the
         same outputs; "channels_first" takes NCHW images and computes without layout changes.
     custom_layers: {key: factory(config, weights) -> torch module} for layers (custom, Lambda, or
-        built-in ones you want replaced) and operations you re-implement in torch, keyed by layer
-        name, registered name ("package>Class") or class name; `weights` are the layer's arrays as
-        Keras stored them. A layer called on a list of tensors gets the list; an operation its
-        tensor operands (a list if several).
+        built-in ones you want replaced) you re-implement in torch, keyed by layer name, registered
+        name ("package>Class") or class name, and for operations, keyed by their layer name;
+        `weights` are the layer's arrays as Keras stored them. A layer called on a list of tensors
+        gets the list; an operation its tensor operands (a list if several; constants are left out).
 
     Models nested in the model (called as layers) become ember Sequential or functional models
     inside it, with their own weights.
@@ -117,6 +117,8 @@ def custom_factory(custom_layers, entry):
 
 
 def _custom_keys(entry):
+    if is_operation(entry):  # an operation's class (Add, Multiply) names a layer too: it is replaced by name only
+        return (entry["config"]["name"],)
     class_name, registered = entry["class_name"], entry.get("registered_name")
     # Legacy .h5 files written by Keras 3 name a registered custom class `package>Class` in class_name.
     registered = registered if isinstance(registered, str) else class_name if ">" in class_name else None
@@ -127,7 +129,7 @@ def _check_supported(layers, custom_layers, path):
     problems, unknown = [], set()
     for layer in layers:
         class_name, name = layer["class_name"], layer["config"]["name"]
-        module, registered, plain_class = str(layer.get("module")), layer.get("registered_name"), _custom_keys(layer)[2]
+        module, registered = str(layer.get("module")), layer.get("registered_name")
         if class_name == "InputLayer" or custom_factory(custom_layers, layer) is not None:
             continue
         if is_operation(layer):
@@ -144,6 +146,7 @@ def _check_supported(layers, custom_layers, path):
                             "runs (the vector of CVE-2024-3660). Replace it in Keras with a built-in layer, or pass "
                             f"custom_layers={{'{name}': lambda config, weights: <a torch module doing the same>}}")
         elif ">" in class_name or ">" in str(registered) or registered and "keras" not in module:
+            plain_class = _custom_keys(layer)[2]
             problems.append(f"'{name}' is a custom layer ({plain_class}): supply a torch equivalent with "
                             f"custom_layers={{'{plain_class}': lambda config, weights: module}}")
         else:

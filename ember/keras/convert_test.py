@@ -234,3 +234,17 @@ def test_embedding_masks_are_refused_naming_mask_zero(tmp_path):
         from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({})))
     assert "'not_equal' is the Keras operation NotEqual (keras.src.ops.numpy)" in str(raised.value)
     assert "mask of Embedding(mask_zero=True)" in str(raised.value)
+
+
+def test_custom_layers_replace_an_operation_by_its_layer_name_only(tmp_path):
+    """`Add` names the merge layer class too: a factory keyed by class leaves the operation alone."""
+    class PlusTen(torch.nn.Module):
+        def forward(self, x):
+            return x + 10
+
+    config = _functional_with(_operation("Add", "add", [keras_tensor("dense"), 3]), output="add")
+    path = write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])}))
+    x = torch.ones(2, 4)
+    y = x @ torch.from_numpy(KERNEL) + 1
+    torch.testing.assert_close(from_keras(path, custom_layers={"Add": lambda config, weights: PlusTen()})(x), y + 3)
+    torch.testing.assert_close(from_keras(path, custom_layers={"add": lambda config, weights: PlusTen()})(x), y + 10)
