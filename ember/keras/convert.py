@@ -24,10 +24,10 @@ from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, Unsupported
 from ember.keras.model_config import MODEL_KINDS, ConfigReader, TensorRef
 from ember.keras.operations import KERAS_OPERATIONS, UNSUPPORTED_NOTES, is_operation, operation_call
 
+_PROBE_BATCH = 3  # the batch size an operation's output shape is found with: any axis of another size is not it
 # What interpreting a layer's options can raise when the file gives a wrong type or value
 # (a string for units, a negative kernel size, a shape no layer takes): the builders and
 # ember's layers check what they expect, torch the rest.
-_PROBE_BATCH = 3  # the batch size an operation's output shape is found with: any axis of another size is not it
 LAYER_CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError, RuntimeError)
 
 
@@ -129,14 +129,15 @@ def _check_supported(layers, custom_layers, path):
     problems, unknown = [], set()
     for layer in layers:
         class_name, name = layer["class_name"], layer["config"]["name"]
-        module, registered = str(layer.get("module")), layer.get("registered_name")
+        module, registered = layer.get("module"), layer.get("registered_name")
         if class_name == "InputLayer" or custom_factory(custom_layers, layer) is not None:
             continue
         if is_operation(layer):
             if class_name not in KERAS_OPERATIONS:
                 note = UNSUPPORTED_NOTES.get(class_name)
-                problems.append(f"'{name}' is the Keras operation {class_name} ({module}), which ember cannot "
-                                "convert" + (f": {note}" if note else ""))
+                problems.append(f"'{name}' is the Keras operation {class_name}"
+                                + (f" ({module})" if isinstance(module, str) else "") + ", which ember cannot convert"
+                                + (f": {note}" if note else ""))
                 if not note:
                     unknown.add("operations")
         elif class_name in KERAS_LAYERS or class_name in MODEL_KINDS:
@@ -145,7 +146,7 @@ def _check_supported(layers, custom_layers, path):
             problems.append(f"'{name}' is a Lambda layer: it holds serialized Python bytecode, which ember never "
                             "runs (the vector of CVE-2024-3660). Replace it in Keras with a built-in layer, or pass "
                             f"custom_layers={{'{name}': lambda config, weights: <a torch module doing the same>}}")
-        elif ">" in class_name or ">" in str(registered) or registered and "keras" not in module:
+        elif ">" in class_name or ">" in str(registered) or registered and "keras" not in str(module):
             plain_class = _custom_keys(layer)[2]
             problems.append(f"'{name}' is a custom layer ({plain_class}): supply a torch equivalent with "
                             f"custom_layers={{'{plain_class}': lambda config, weights: module}}")
@@ -331,8 +332,10 @@ class _Builder:
         except UnsupportedConfig as error:
             self.problems.append(f"'{name}' (operation {class_name}): {error} is not supported")
             return self.placeholder(out_ref, self.tensors[refs[0]][0])
-        shapes_and_layouts = {self.tensors[ref] for ref in refs}
-        native = KERAS_OPERATIONS[class_name].elementwise and len(shapes_and_layouts) == 1
+        # Element-wise on one shape, with numbers for constants (an array constant broadcasts along
+        # Keras' last axis), an operation computes on any layout.
+        native = KERAS_OPERATIONS[class_name].elementwise and len({self.tensors[ref] for ref in refs}) == 1 \
+            and all(isinstance(arg, (TensorRef, int, float)) for arg in args)
         if not native:  # an operation's axes and broadcasting are Keras' own
             converted = {ref: self.convert_layout(ref, (KERAS,)) for ref in refs}
             args = _map_tensor_refs(lambda arg: TensorRef(converted[arg.ref]), args)
