@@ -39,8 +39,9 @@ class ConfigReader:
 
     def __init__(self, source: str):
         self.source = source
-        # Functional models called as layers: Keras counts their own graph as their node 0, so a
-        # reference to their first call says node 1.
+        # Functional models called as layers: Keras counts their own graph as their node 0, so
+        # input_layers, output_layers and tf.keras 2 nodes refer to their first call as node 1
+        # (a Keras 3 node's arguments count the calls alone).
         self.functional_layers = set()
 
     def fail(self, where: str, expected: str, value):
@@ -127,7 +128,7 @@ class ConfigReader:
                 raise UnsupportedConfig("tensor keyword arguments (mask, initial_state) in the graph")
             list_input = isinstance(args, list) and bool(args) and isinstance(args[0], list)
         elif isinstance(node, list):  # tf.keras 2: [[name, node, tensor, kwargs], ...]
-            refs = [self.ref(entry, where) for entry in node]
+            refs = [self.ref(entry, where, counts_own_graph=True) for entry in node]
             list_input = len(refs) > 1
         else:
             self.fail(where, expected, node)
@@ -175,10 +176,11 @@ class ConfigReader:
         if not isinstance(value, list) or not value:
             self.fail(where, "a non-empty array of [layer name, node index, tensor index]", value)
         entries = [value] if isinstance(value[0], str) else value
-        return [self.ref(entry, where) for entry in entries]
+        return [self.ref(entry, where, counts_own_graph=True) for entry in entries]
 
-    def ref(self, history, where):
-        """'name:node' of a [layer name, node index, tensor index] reference."""
+    def ref(self, history, where, counts_own_graph=False):
+        """'name:node' of a [layer name, node index, tensor index] reference; `counts_own_graph`:
+        the index counts a functional layer's own graph as node 0."""
         expected = "[layer name, node index, tensor index]"
         if not isinstance(history, list) or len(history) < 3:
             self.fail(where, expected, history)
@@ -188,7 +190,7 @@ class ConfigReader:
             self.fail(where, expected, history)
         if tensor_index:
             raise UnsupportedConfig(f"layer '{name}' with several outputs")
-        if name in self.functional_layers and node_index:
+        if counts_own_graph and name in self.functional_layers and node_index:
             node_index -= 1
         return f"{name}:{node_index}"
 

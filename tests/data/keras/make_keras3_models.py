@@ -72,15 +72,16 @@ def text():
 
 
 def nested():
-    # Models called as layers (as ConvNeXt's blocks): a Sequential and a functional one.
+    # Models called as layers (as ConvNeXt's blocks): a Sequential, and a functional one holding
+    # a Sequential, called twice (shared weights).
     block = keras.Sequential([layers.Conv2D(6, 3, padding="same"), layers.BatchNormalization(), layers.ReLU()],
                              name="conv_block")
+    depthwise = keras.Sequential([layers.DepthwiseConv2D(3, padding="same")], name="depthwise_block")
     features = keras.Input((8, 8, 6))
-    shortcut = layers.Conv2D(6, 1)(features)
-    residual = keras.Model(features, layers.Add()([shortcut, layers.DepthwiseConv2D(3, padding="same")(features)])
-                           * 0.5, name="residual_block")
+    residual = keras.Model(features, layers.Add()([layers.Conv2D(6, 1)(features), depthwise(features)]) * 0.5,
+                           name="residual_block")
     image = keras.Input((8, 8, 3))
-    x = residual(block(image))
+    x = residual(residual(block(image)))
     x = keras.Sequential([layers.Dense(4)], name="dense_block")(x)  # no Input: built by its first call
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(image, layers.Dense(5, activation="softmax")(x))
