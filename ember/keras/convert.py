@@ -24,6 +24,7 @@ from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, Unsupported
 from ember.keras.model_config import MODEL_KINDS, ConfigReader, TensorRef
 from ember.keras.operations import KERAS_OPERATIONS, UNSUPPORTED_NOTES, is_operation, operation_call
 
+MAX_NESTED_MODELS = 16  # models inside models; Keras' own applications nest two deep
 _PROBE_BATCH = 3  # the batch size an operation's output shape is found with: any axis of another size is not it
 # What interpreting a layer's options can raise when the file gives a wrong type or value
 # (a string for units, a negative kernel size, a shape no layer takes): the builders and
@@ -161,10 +162,11 @@ def _check_supported(layers, custom_layers, path):
 
 
 class _Builder:
-    def __init__(self, data_format, keras2, custom_layers, weights, reader, device, outer_inputs=None):
+    def __init__(self, data_format, keras2, custom_layers, weights, reader, device, outer_inputs=None, depth=0):
         self.data_format, self.keras2, self.custom_layers = data_format, keras2, custom_layers
         self.weights, self.reader, self.device = weights, reader, device
         self.outer_inputs = outer_inputs  # a nested model's: the (shape, layout) of the tensors it is called on
+        self.depth = depth  # how many models this one is nested in
         self.tensors = {}  # ref -> (ember shape without batch, layout)
         self.plan = _Plan()
         self.problems = []
@@ -300,12 +302,15 @@ class _Builder:
         """A Keras model called as a layer: converted on its own (its layers, its weights) into an
         ember Sequential or functional model, called as one module in this graph."""
         name = entry["config"]["name"]
+        if self.depth == MAX_NESTED_MODELS:
+            raise ModelFileError(f"{self.reader.source}: models nest deeper than {MAX_NESTED_MODELS} levels at "
+                                 f"'{name}'")
         refs = [self.convert_layout(ref, (KERAS, CHANNELS_FIRST)) for ref in refs]  # a model takes no flat layout
         reader = ConfigReader(f"{self.reader.source}, nested model '{name}'")
         class_name, config, layers = reader.model(entry)
         _check_supported(layers, self.custom_layers, reader.source)
         inner = _Builder(self.data_format, self.keras2, self.custom_layers, self.weights.nested(name, layers), reader,
-                         self.device, outer_inputs=[self.tensors[ref] for ref in refs])
+                         self.device, outer_inputs=[self.tensors[ref] for ref in refs], depth=self.depth + 1)
         sequential = class_name == "Sequential"
         plan = inner.sequential(layers, config, entry) if sequential else inner.functional(layers, config)
         if len(plan.outputs) != 1:

@@ -248,3 +248,12 @@ def test_custom_layers_replace_an_operation_by_its_layer_name_only(tmp_path):
     y = x @ torch.from_numpy(KERNEL) + 1
     torch.testing.assert_close(from_keras(path, custom_layers={"Add": lambda config, weights: PlusTen()})(x), y + 3)
     torch.testing.assert_close(from_keras(path, custom_layers={"add": lambda config, weights: PlusTen()})(x), y + 10)
+
+
+def test_models_nested_too_deep_are_refused(tmp_path):
+    model = _layer("Dense", "dense", units=3)
+    for level in range(20):
+        model = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+                 "config": {"name": f"block_{level}", "layers": [model], "build_input_shape": [None, 4]}}
+    with pytest.raises(ModelFileError, match="models nest deeper than 16 levels"):
+        from_keras(_write_keras(tmp_path / "m.keras", [INPUT, model], {}))
