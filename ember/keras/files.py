@@ -165,22 +165,25 @@ def _keras3_weights(h5):
 
 
 def _keras3_layers(h5, layers_group, path, name_prefix, weights, depth):
-    """Each layer's arrays under `layers/<group>`; a nested model's group holds `layers` of its own,
-    whose layers are stored as "<model name>/<layer name>" (and by path, "layers/<model>/layers/...")."""
+    """Each layer's arrays under `layers/<group>`, by path and by name; a nested model's group holds
+    `layers` of its own, whose layers are also stored as "<model name>/<layer name>" (by path,
+    "layers/<model>/layers/..."). Returns every array, in the order the groups were walked."""
+    walked = []
     for key, group in h5.subgroups(layers_group, depth=depth):
-        nested_model = h5.has(group, "layers")
-        arrays = [] if nested_model else _vars_in(h5, group, depth=depth + 1)
-        weights["by_path"][f"{path}layers/{key}"] = arrays
         name = h5.text(h5.group(group, "vars"), "name") if h5.has(group, "vars") else None
+        inner_path, inner_prefix = f"{path}layers/{key}/", f"{name_prefix}{name or key}/"
+        arrays = _vars_in(h5, group, depth + 1, lambda inner, inner_depth: _keras3_layers(
+            h5, inner, inner_path, inner_prefix, weights, inner_depth))
+        weights["by_path"][f"{path}layers/{key}"] = arrays
         if name is not None:
             weights["by_name"][name_prefix + name] = arrays
-        if nested_model:
-            _keras3_layers(h5, h5.group(group, "layers"), f"{path}layers/{key}/", f"{name_prefix}{name or key}/",
-                           weights, depth + 2)
+        walked.extend(arrays)
+    return walked
 
 
-def _vars_in(h5, group, depth):
-    """The layer's own `vars/<i>` in index order, then those of its sub-objects (an RNN's `cell`)."""
+def _vars_in(h5, group, depth, walk_layers=None):
+    """The layer's own `vars/<i>` in index order, then those of its sub-objects (an RNN's `cell`);
+    a nested model's `layers` group goes to `walk_layers(group, depth)`, which records them too."""
     arrays = []
     subgroups = h5.subgroups(group, depth)
     for key, child in subgroups:
@@ -190,7 +193,9 @@ def _vars_in(h5, group, depth):
                 arrays.append(h5.array(h5.child(child, str(index))))
                 index += 1
     for key, child in subgroups:
-        if key != "vars":
+        if key == "layers" and walk_layers is not None:
+            arrays.extend(walk_layers(child, depth + 1))
+        elif key != "vars":
             arrays.extend(_vars_in(h5, child, depth + 1))
     return arrays
 
