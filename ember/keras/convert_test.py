@@ -213,6 +213,14 @@ def test_a_nested_sequential_model_is_converted_with_its_weights(tmp_path):
     model = from_keras(path)
     x = torch.ones(2, 4)
     torch.testing.assert_close(model(x), x @ torch.from_numpy(KERNEL) + 1)
+    given = []
+
+    def stand_in(config, weights):  # for the whole nested model: it gets all its arrays
+        given.extend(weights)
+        return torch.nn.Identity()
+
+    from_keras(path, custom_layers={"block": stand_in})
+    assert [a.shape for a in given] == [KERNEL.shape, BIAS.shape]
     path = _write_keras(tmp_path / "bad.keras", [INPUT, block], {
         "sequential": ("block", []), "sequential/layers/dense": ("dense", [np.ones((5, 3), "float32"), BIAS])})
     with pytest.raises(ModelFileError, match=r"'block/dense' \(Dense\): file arrays \[\(5, 3\), \(3,\)\]"):
