@@ -14,7 +14,8 @@ import ember
 from ember.define import layers as L
 
 DATA = Path(__file__).parent / "data" / "keras"
-TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "text": 1e-4}
+TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "text": 1e-4, "operations": 1e-5,
+             "nested": 1e-5}
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +100,7 @@ def test_load_keras_weights_lists_what_does_not_fit(keras_models, no_keras):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["seed_convnet", "resnet_block"])
+@pytest.mark.parametrize("name", ["seed_convnet", "resnet_block", "operations", "nested"])
 def test_converted_model_fine_tunes_saves_and_loads(keras_models, no_keras, tmp_path, name):
     model = ember.from_keras(keras_models / f"{name}.keras")
     x = np.load(keras_models / f"{name}_inputs.npy")
@@ -145,3 +146,47 @@ def test_cli_convert_and_ember_load_in_a_process_without_keras(keras_models, tmp
     expected = np.load(keras_models / "text_predictions.npy")
     assert np.abs(_run(ember.load(out), x) - expected).max() <= 1e-4
     assert np.abs(_run(ember.load(keras_models / "text.keras"), x) - expected).max() <= 1e-4
+
+
+class _Scale(torch.nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+class _Pair(torch.nn.Module):
+    def forward(self, pair):
+        return pair[0] + pair[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_custom_layers_are_named_and_replaced_by_any_key(keras_models, no_keras, extension):
+    """Registered custom layers (`my>Scale`; legacy .h5 files write it as the class name), one
+    called on a list of tensors: the error names the key that then works."""
+    path = keras_models / f"custom{extension}"
+    with pytest.raises(ember.keras.UnsupportedKerasLayersError) as raised:
+        ember.from_keras(path)
+    message = str(raised.value)
+    assert "'scale' is a custom layer (Scale): supply a torch equivalent with custom_layers={'Scale'" in message
+    assert "'pair' is a custom layer (Pair)" in message and "Supported layers" not in message
+    x, expected = np.load(keras_models / "custom_inputs.npy"), np.load(keras_models / "custom_predictions.npy")
+    for keys in (("Scale", "Pair"), ("my>Scale", "my>Pair"), ("scale", "pair")):
+        model = ember.from_keras(path, custom_layers={keys[0]: lambda config, weights: _Scale(),
+                                                      keys[1]: lambda config, weights: _Pair()})
+        assert np.abs(_run(model, x) - expected).max() <= 1e-5, keys
+
+
+@pytest.mark.slow
+def test_batch_norm_statistics_move_as_keras_moves_them(keras_models, no_keras):
+    """One step at learning rate 0 from the same weights: Keras moves moving_variance toward the
+    biased batch variance (torch's BatchNorm toward the unbiased one: ~1e-2 apart at 4 samples)."""
+    model = ember.from_keras(keras_models / "batch_norm_step.keras")
+    model.compile("sgd", "mse", lr=0.0, precision="fp32")
+    x, y = np.load(keras_models / "batch_norm_step_inputs.npy"), np.load(keras_models / "batch_norm_step_targets.npy")
+    model.fit(x, y, epochs=1, batch_size=len(x), verbose=0)
+    keras_moving = np.load(keras_models / "batch_norm_step_moving.npz")
+    batch_norms = {module.name: module for module in model.modules() if isinstance(module, L.BatchNormalization)}
+    assert len(batch_norms) == 2
+    for name, module in batch_norms.items():
+        np.testing.assert_allclose(module.running_mean.numpy(), keras_moving[f"{name}/moving_mean"], atol=1e-6)
+        np.testing.assert_allclose(module.running_var.numpy(), keras_moving[f"{name}/moving_variance"], atol=1e-6)

@@ -38,10 +38,26 @@ _ELEMENTWISE = {
     "add": torch.add, "subtract": torch.subtract, "multiply": torch.multiply, "divide": torch.divide,
     "power": torch.pow, "matmul": torch.matmul, "negative": torch.negative, "absolute": torch.abs,
     "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "square": torch.square, "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid, "relu": torch.relu, "gelu": F.gelu,
+    "sigmoid": torch.sigmoid, "relu": torch.relu, "gelu": F.gelu, "relu6": F.relu6, "silu": F.silu,
+    "leaky_relu": F.leaky_relu, "hard_sigmoid": F.hardsigmoid, "hard_silu": F.hardswish,
 }
 for _name, _function in _ELEMENTWISE.items():
     globals()[_name] = _recordable(_function, _name)
+
+
+def _tensor_like(value, other):
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=other.dtype, device=other.device)
+
+
+@_recordable
+def maximum(x, y):
+    """Element-wise; either side may be a Python number (torch's maximum takes tensors only)."""
+    return torch.maximum(_tensor_like(x, y), _tensor_like(y, x))
+
+
+@_recordable
+def minimum(x, y):
+    return torch.minimum(_tensor_like(x, y), _tensor_like(y, x))
 
 
 @_recordable

@@ -9,18 +9,23 @@ a layer that cannot compute on it natively gets a Permute in front (see layers.p
 from dataclasses import dataclass, field
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ember.define import layers as L
 from ember.define.functional import Functional
 from ember.define.sequential import Sequential
-from ember.define.symbolic import Input, call_module
+from ember.define.ops import OPS
+from ember.define.symbolic import Input, call_module, call_op, flatten, map_structure
 from ember.saving import ModelFileError
 from ember.keras.files import keras3_weight_path, read_keras_file
 from ember.keras.graph import build_module
 from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, convert_weights, copy_weights,
                                 is_flat)
-from ember.keras.model_config import MODEL_KINDS, ConfigReader
+from ember.keras.model_config import MODEL_KINDS, ConfigReader, TensorRef
+from ember.keras.operations import KERAS_OPERATIONS, UNSUPPORTED_NOTES, is_operation, operation_call
 
+MAX_NESTED_MODELS = 16  # models inside models; Keras' own applications nest two deep
+_PROBE_BATCH = 3  # the batch size an operation's output shape is found with: any axis of another size is not it
 # What interpreting a layer's options can raise when the file gives a wrong type or value
 # (a string for units, a negative kernel size, a shape no layer takes): the builders and
 # ember's layers check what they expect, torch the rest.
@@ -41,6 +46,8 @@ class _Step:
     weights_layout: object = None
     weights_shape: tuple = None
     custom: bool = False  # a user-supplied module for a custom Keras layer, weights already set
+    operation: tuple = None  # (ember.ops name, args with TensorRefs, options) of a Keras operation
+    nested: tuple = None  # (plan, _LayerArrays) of a nested Keras model, the step's one module
 
 
 @dataclass
@@ -59,9 +66,14 @@ def from_keras(path, data_format="channels_last", custom_layers=None):
 
     data_format: "channels_last" takes the NHWC arrays the Keras model took and gives the
         same outputs; "channels_first" takes NCHW images and computes without layout changes.
-    custom_layers: {"ClassName" or "layer_name": factory(config, weights) -> torch module}
-        for custom Keras layers (and Lambda layers) you re-implement in torch; `weights` are
-        the layer's arrays as Keras stored them.
+    custom_layers: {key: factory(config, weights) -> torch module} for layers (custom, Lambda, or
+        built-in ones you want replaced) you re-implement in torch, keyed by layer name, registered
+        name ("package>Class") or class name, and for operations, keyed by their layer name;
+        `weights` are the layer's arrays as Keras stored them. A layer called on a list of tensors
+        gets the list; an operation its tensor operands (a list if several; constants are left out).
+
+    Models nested in the model (called as layers) become ember Sequential or functional models
+    inside it, with their own weights.
     """
     if data_format not in ("channels_last", "channels_first"):
         raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}")
@@ -79,7 +91,8 @@ def from_keras(path, data_format="channels_last", custom_layers=None):
             "ember and call ember.load_keras_weights(model, weights_path)")
     _check_supported(layers, custom_layers or {}, path)
     keras2 = keras_file.keras_version.startswith("2")
-    weights = _weights_by_layer(keras_file, layers, class_name == "Sequential")
+    weights = _LayerArrays(_weights_by_layer(keras_file, layers, class_name == "Sequential"),
+                           keras_file.weights.array_names, keras_file.weights.by_name)
     device = torch.get_default_device()
     # Layers are built on the meta device: their sizes come from the config, which may ask
     # for anything (Dense(units=2**34)); memory is allocated only once every layer's
@@ -95,36 +108,65 @@ def from_keras(path, data_format="channels_last", custom_layers=None):
     return model
 
 
+def custom_factory(custom_layers, entry):
+    """The user's factory for a config entry: keyed by its layer name, registered name
+    (`package>Class`) or class name, in that order."""
+    for key in _custom_keys(entry):
+        if key in custom_layers:
+            return custom_layers[key]
+    return None
+
+
+def _custom_keys(entry):
+    if is_operation(entry):  # an operation's class (Add, Multiply) names a layer too: it is replaced by name only
+        return (entry["config"]["name"],)
+    class_name, registered = entry["class_name"], entry.get("registered_name")
+    # Legacy .h5 files written by Keras 3 name a registered custom class `package>Class` in class_name.
+    registered = registered if isinstance(registered, str) else class_name if ">" in class_name else None
+    return entry["config"]["name"], registered, class_name.rsplit(">", 1)[-1]
+
+
 def _check_supported(layers, custom_layers, path):
-    problems = []
+    problems, unknown = [], set()
     for layer in layers:
-        class_name, name = layer.get("class_name"), layer.get("config", {}).get("name", layer.get("name"))
-        if class_name == "InputLayer" or class_name in KERAS_LAYERS and name not in custom_layers:
+        class_name, name = layer["class_name"], layer["config"]["name"]
+        module, registered = layer.get("module"), layer.get("registered_name")
+        if class_name == "InputLayer" or custom_factory(custom_layers, layer) is not None:
             continue
-        if name in custom_layers or class_name in custom_layers:
+        if is_operation(layer):
+            if class_name not in KERAS_OPERATIONS:
+                note = UNSUPPORTED_NOTES.get(class_name)
+                problems.append(f"'{name}' is the Keras operation {class_name}"
+                                + (f" ({module})" if isinstance(module, str) else "") + ", which ember cannot convert"
+                                + (f": {note}" if note else ""))
+                if not note:
+                    unknown.add("operations")
+        elif class_name in KERAS_LAYERS or class_name in MODEL_KINDS:
             continue
-        if class_name == "Lambda":
+        elif class_name == "Lambda":
             problems.append(f"'{name}' is a Lambda layer: it holds serialized Python bytecode, which ember never "
                             "runs (the vector of CVE-2024-3660). Replace it in Keras with a built-in layer, or pass "
                             f"custom_layers={{'{name}': lambda config, weights: <a torch module doing the same>}}")
-        elif class_name in ("Sequential", "Functional", "Model"):
-            problems.append(f"'{name}' is a nested {class_name} model: flatten it into the outer model in Keras")
-        elif layer.get("registered_name") and "keras" not in str(layer.get("module", "keras")) \
-                or "package" in str(layer.get("registered_name", "")) or ">" in str(layer.get("registered_name", "")):
-            problems.append(f"'{name}' is a custom layer ({class_name}): supply a torch equivalent with "
-                            f"custom_layers={{'{class_name}': lambda config, weights: module}}")
+        elif ">" in class_name or ">" in str(registered) or registered and "keras" not in str(module):
+            plain_class = _custom_keys(layer)[2]
+            problems.append(f"'{name}' is a custom layer ({plain_class}): supply a torch equivalent with "
+                            f"custom_layers={{'{plain_class}': lambda config, weights: module}}")
         else:
-            problems.append(f"'{name}' ({class_name}) is not supported; supported layers: "
-                            + ", ".join(sorted(KERAS_LAYERS)))
+            problems.append(f"'{name}' ({class_name}) is not a layer ember supports")
+            unknown.add("layers")
     if problems:
-        raise UnsupportedKerasLayersError(f"{path}: {len(problems)} layer(s) cannot be loaded:\n- "
-                                          + "\n- ".join(problems))
+        supported = {"layers": sorted(KERAS_LAYERS), "operations": sorted(KERAS_OPERATIONS)}
+        raise UnsupportedKerasLayersError(
+            f"{path}: {len(problems)} layer(s) cannot be loaded:\n- " + "\n- ".join(problems) + "".join(
+                f"\nSupported {kind}: {', '.join(supported[kind])}" for kind in sorted(unknown)))
 
 
 class _Builder:
-    def __init__(self, data_format, keras2, custom_layers, weights, reader, device):
+    def __init__(self, data_format, keras2, custom_layers, weights, reader, device, outer_inputs=None, depth=0):
         self.data_format, self.keras2, self.custom_layers = data_format, keras2, custom_layers
         self.weights, self.reader, self.device = weights, reader, device
+        self.outer_inputs = outer_inputs  # a nested model's: the (shape, layout) of the tensors it is called on
+        self.depth = depth  # how many models this one is nested in
         self.tensors = {}  # ref -> (ember shape without batch, layout)
         self.plan = _Plan()
         self.problems = []
@@ -148,27 +190,33 @@ class _Builder:
         if unfit:  # a functional model keeps its layers in a torch ModuleDict, keyed by name
             raise UnsupportedKerasLayersError(f"{self.reader.source}: layer names {unfit} are empty or contain '.', "
                                               "which ember's graph of named layers cannot hold; rename them in Keras")
+        self.reader.functional_layers = {name for name, entry in by_name.items()
+                                         if entry.get("class_name") in ("Functional", "Model")}
+        wanted = self.graph_refs(config.get("input_layers"), "config.input_layers")
+        if self.outer_inputs is not None and len(wanted) != len(self.outer_inputs):
+            raise ModelFileError(f"{self.reader.source}: the model takes {len(wanted)} inputs and is called on "
+                                 f"{len(self.outer_inputs)}")
         for entry in layers:
             if entry.get("class_name") == "InputLayer":
                 shape, dtype = self.reader.input_shape(entry["config"], [], {}, {})
-                self.add_input(f"{entry['config']['name']}:0", shape, dtype)
-        pending = [(name, index, self.node_inputs(name, index, node)) for name, entry in by_name.items()
+                ref = f"{entry['config']['name']}:0"
+                self.add_input(ref, shape, dtype, wanted.index(ref) if ref in wanted else 0)
+        pending = [(name, index, self.node_call(by_name[name], index, node)) for name, entry in by_name.items()
                    if entry.get("class_name") != "InputLayer"
                    for index, node in enumerate(entry.get("inbound_nodes", []))]
         while pending:
             waiting = []
-            for name, index, (refs, list_input) in pending:
+            for name, index, (refs, add) in pending:
                 if all(ref in self.tensors for ref in refs):
-                    self.add_layer(by_name[name], refs, list_input, f"{name}:{index}")
+                    add(f"{name}:{index}")
                 else:
-                    waiting.append((name, index, (refs, list_input)))
+                    waiting.append((name, index, (refs, add)))
             if len(waiting) == len(pending):
                 missing = sorted({f"{n}:{i}" for n, i, _ in waiting})
                 raise ModelFileError(f"{self.reader.source}: the model graph is inconsistent: nodes {missing} wait "
                                      "for tensors no layer produces")
             pending = waiting
         self.plan.outputs = self.graph_refs(config.get("output_layers"), "config.output_layers")
-        wanted = self.graph_refs(config.get("input_layers"), "config.input_layers")
         missing = [ref for ref in self.plan.outputs if ref not in self.tensors]
         if missing:
             raise ModelFileError(f"{self.reader.source}: config.output_layers names {missing}, which no layer "
@@ -177,12 +225,22 @@ class _Builder:
         self.raise_problems()
         return self.plan
 
-    def node_inputs(self, name, index, node):
+    def node_call(self, entry, index, node):
+        """(the refs one call of a layer or operation waits for, add(out_ref) recording that call)."""
+        name = entry["config"]["name"]
+        where = f"layer '{name}' inbound_nodes[{index}]"
+        if is_operation(entry):
+            args, kwargs = self.reader.node_arguments(node, where)
+            refs = [arg.ref for arg in _tensor_refs((args, kwargs))]
+            if not refs:
+                self.reader.fail(where, "the arguments of an operation on at least one tensor", node)
+            return refs, lambda out_ref: self.add_operation(entry, args, kwargs, out_ref)
         try:
-            return self.reader.node_inputs(node, f"layer '{name}' inbound_nodes[{index}]")
+            refs, list_input = self.reader.node_inputs(node, where)
         except UnsupportedConfig as error:
             raise UnsupportedKerasLayersError(f"{self.reader.source}: layer '{name}': {error} is not supported") \
                 from error
+        return refs, lambda out_ref: self.add_layer(entry, refs, list_input, out_ref)
 
     def graph_refs(self, value, where):
         try:
@@ -196,10 +254,13 @@ class _Builder:
                                               "loaded:\n- " + "\n- ".join(self.problems))
 
     # --- one tensor / one layer -------------------------------------------------------
-    def add_input(self, ref, shape, dtype):
-        image = self.data_format == "channels_first" and len(shape) == 3 and "int" not in str(dtype)
-        layout = CHANNELS_FIRST if image else KERAS
-        shape = (shape[-1],) + tuple(shape[:-1]) if image else tuple(shape)
+    def add_input(self, ref, shape, dtype, position=0):
+        if self.outer_inputs is not None:  # a nested model takes the outer tensors as they come
+            shape, layout = self.outer_inputs[position]
+        else:
+            image = self.data_format == "channels_first" and len(shape) == 3 and "int" not in str(dtype)
+            layout = CHANNELS_FIRST if image else KERAS
+            shape = (shape[-1],) + tuple(shape[:-1]) if image else tuple(shape)
         self.tensors[ref] = (shape, layout)
         self.plan.inputs.append((ref, shape, dtype))
         return ref
@@ -207,9 +268,11 @@ class _Builder:
     def add_layer(self, entry, refs, list_input, out_ref):
         class_name, config = entry["class_name"], entry["config"]
         name = config["name"]
-        factory = self.custom_layers.get(name) or self.custom_layers.get(class_name)
+        factory = custom_factory(self.custom_layers, entry)
         if factory is not None:
             return self.add_custom(factory, entry, refs, list_input, out_ref)
+        if class_name in MODEL_KINDS:
+            return self.add_model(entry, refs, out_ref)
         spec = KERAS_LAYERS[class_name]
         refs = [self.convert_layout(ref, spec.accepts) for ref in refs]
         shapes = [self.tensors[ref][0] for ref in refs]
@@ -233,6 +296,67 @@ class _Builder:
                                  f"({type(error).__name__}: {error})") from error
         self.tensors[out_ref] = (shape, out_layout)
         self.plan.steps.append(_Step(refs, modules, out_ref, list_input, entry, layout, shapes[0]))
+        return out_ref
+
+    def add_model(self, entry, refs, out_ref):
+        """A Keras model called as a layer: converted on its own (its layers, its weights) into an
+        ember Sequential or functional model, called as one module in this graph."""
+        name = entry["config"]["name"]
+        if self.depth == MAX_NESTED_MODELS:
+            raise ModelFileError(f"{self.reader.source}: models nest deeper than {MAX_NESTED_MODELS} levels at "
+                                 f"'{name}'")
+        refs = [self.convert_layout(ref, (KERAS, CHANNELS_FIRST)) for ref in refs]  # a model takes no flat layout
+        reader = ConfigReader(f"{self.reader.source}, nested model '{name}'")
+        class_name, config, layers = reader.model(entry)
+        _check_supported(layers, self.custom_layers, reader.source)
+        inner = _Builder(self.data_format, self.keras2, self.custom_layers, self.weights.nested(name, layers), reader,
+                         self.device, outer_inputs=[self.tensors[ref] for ref in refs], depth=self.depth + 1)
+        sequential = class_name == "Sequential"
+        plan = inner.sequential(layers, config, entry) if sequential else inner.functional(layers, config)
+        if len(plan.outputs) != 1:
+            self.problems.append(f"'{name}' (nested {class_name}) has {len(plan.outputs)} outputs; nested models "
+                                 "with one output are supported")
+            return self.placeholder(out_ref, self.tensors[refs[0]][0])
+        model = _assemble(plan, sequential, name)
+        self.tensors[out_ref] = inner.tensors[plan.outputs[0]]
+        self.plan.steps.append(_Step(refs, [model], out_ref, len(refs) > 1, entry, nested=(plan, inner.weights)))
+        return out_ref
+
+    def add_operation(self, entry, args, kwargs, out_ref):
+        class_name, name = entry["class_name"], entry["config"]["name"]
+        refs = [arg.ref for arg in _tensor_refs(args)]
+        factory = custom_factory(self.custom_layers, entry)
+        if factory is not None:  # the user's module takes the operation's tensor operands
+            return self.add_custom(factory, entry, refs, len(refs) > 1, out_ref)
+        if kwargs:
+            self.problems.append(f"'{name}' (operation {class_name}): keyword operands {sorted(kwargs)} are not "
+                                 "supported")
+            return self.placeholder(out_ref, self.tensors[refs[0]][0])
+        try:
+            op, args, options = operation_call(class_name, entry["config"], args)
+        except UnsupportedConfig as error:
+            self.problems.append(f"'{name}' (operation {class_name}): {error} is not supported")
+            return self.placeholder(out_ref, self.tensors[refs[0]][0])
+        # Element-wise on one shape, with numbers for constants (an array constant broadcasts along
+        # Keras' last axis), an operation computes on any layout.
+        native = KERAS_OPERATIONS[class_name].elementwise and len({self.tensors[ref] for ref in refs}) == 1 \
+            and all(isinstance(arg, (TensorRef, int, float)) for arg in args)
+        if not native:  # an operation's axes and broadcasting are Keras' own
+            converted = {ref: self.convert_layout(ref, (KERAS,)) for ref in refs}
+            args = _map_tensor_refs(lambda arg: TensorRef(converted[arg.ref]), args)
+            refs = list(converted.values())
+        try:
+            shape = operation_output_shape(op, args, options, {ref: self.tensors[ref][0] for ref in refs})
+        except LAYER_CONFIG_ERRORS as error:
+            raise ModelFileError(f"{self.reader.source}: layer '{name}' (operation {class_name} -> ember.ops.{op}) "
+                                 f"cannot run on inputs of shapes {[self.tensors[ref][0] for ref in refs]} with "
+                                 f"options {options} ({type(error).__name__}: {error})") from error
+        if shape is None:
+            self.problems.append(f"'{name}' (operation {class_name}) computes across the batch axis, which is not "
+                                 "supported")
+            return self.placeholder(out_ref, self.tensors[refs[0]][0])
+        self.tensors[out_ref] = (shape, self.tensors[refs[0]][1] if native else KERAS)
+        self.plan.steps.append(_Step(refs, [], out_ref, operation=(op, args, options)))
         return out_ref
 
     def add_custom(self, factory, entry, refs, list_input, out_ref):
@@ -273,6 +397,25 @@ class _Builder:
         return out_ref
 
 
+def _tensor_refs(args):
+    return flatten(args, leaf=TensorRef)
+
+
+def _map_tensor_refs(function, args):
+    return map_structure(function, args, leaf=TensorRef)
+
+
+def operation_output_shape(op, args, options, shapes):
+    """The shape (no batch axis) of `ember.ops.<op>` on tensors of `shapes` (by ref), run on fake
+    tensors; None where the batch axis does not come out as it went in (a mean over everything)."""
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode, torch.no_grad():
+        fake = {ref: mode.from_tensor(torch.zeros((_PROBE_BATCH, *shape))) for ref, shape in shapes.items()}
+        out = OPS[op](*_map_tensor_refs(lambda arg: fake[arg.ref], args), **options)
+    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != _PROBE_BATCH:
+        return None
+    return tuple(out.shape[1:])
+
+
 def _base(ref):
     return ref.split(":")[0].replace("/", "_")
 
@@ -296,11 +439,50 @@ def _weights_by_layer(keras_file, layers, sequential):
     return out
 
 
+@dataclass
+class _LayerArrays:
+    """The file's arrays for one model's layers: the file's model, or a model nested in it."""
+    arrays: dict  # layer name -> [arrays]
+    array_names: dict  # legacy .h5: layer name -> its arrays' paths ("block/dense_1/kernel"); {} for .keras
+    file_arrays: dict  # .keras: every layer's arrays by name, a nested model's layers as "model/layer"
+    prefix: str = ""  # .keras: this nested model's "model/" in file_arrays
+
+    def get(self, name, default=None):
+        return self.arrays.get(name, default)
+
+    def nested(self, model_name, layers):
+        names = [entry["config"]["name"] for entry in layers]
+        if model_name not in self.array_names:  # .keras: each layer of a nested model has a group of its own
+            prefix = f"{self.prefix}{model_name}/"
+            return _LayerArrays({name: self.file_arrays.get(prefix + name, []) for name in names}, {},
+                                self.file_arrays, prefix)
+        # Legacy .h5: the nested model's group holds all its arrays, each named by a path through
+        # the layer that owns it ("block/dense_1/kernel" in a Sequential, "dense_1/kernel" in a functional).
+        arrays, array_names = {name: [] for name in names}, {name: [] for name in names}
+        for path, array in zip(self.array_names[model_name], self.arrays.get(model_name, [])):
+            owner = next((part for part in path.split("/") if part in arrays), None)
+            if owner is not None:
+                arrays[owner].append(array)
+                array_names[owner].append(path)
+        return _LayerArrays(arrays, array_names, {})
+
+
 def _load_weights(plan, weights, path, device):
     """Check every layer's arrays against its parameters (still on the meta device), then
     allocate the parameters on `device` and copy the arrays in: nothing sized by the config
     is allocated unless the file holds the arrays to fill it."""
-    problems, loaded, fitted = [], set(), []
+    problems, fitted = [], []
+    _match_weights(plan, weights, "", problems, fitted)
+    if problems:
+        raise ModelFileError(f"{path}: the weights do not match the architecture:\n- " + "\n- ".join(problems))
+    for module, converted in fitted:
+        copy_weights(module, converted, device)
+
+
+def _match_weights(plan, weights, where, problems, fitted):
+    """(module, converted arrays) of each layer of `plan` into `fitted`, or what does not fit into
+    `problems`; layers of nested models are named "model/layer"."""
+    loaded = set()
     for step in plan.steps:
         if step.keras_layer is None or step.custom:
             continue
@@ -308,34 +490,38 @@ def _load_weights(plan, weights, path, device):
         if name in loaded:
             continue  # a shared layer, called more than once
         loaded.add(name)
+        if step.nested is not None:
+            _match_weights(*step.nested, f"{where}{name}/", problems, fitted)
+            continue
         arrays, module = weights.get(name, []), step.modules[0]
         converted, problem = convert_weights(class_name, arrays, module, step.keras_layer["config"],
                                              step.weights_layout, step.weights_shape)
         if problem:
-            problems.append(f"'{name}' ({class_name}): {problem}")
+            problems.append(f"'{where}{name}' ({class_name}): {problem}")
         elif converted:
             fitted.append((module, converted))
-    if problems:
-        raise ModelFileError(f"{path}: the weights do not match the architecture:\n- " + "\n- ".join(problems))
-    for module, converted in fitted:
-        copy_weights(module, converted, device)
 
 
 # --- the model ---------------------------------------------------------------------------
-def _assemble(plan, sequential):
+def _assemble(plan, sequential, name=None):
     single_chain = all(len(step.inputs) == 1 and not step.list_input for step in plan.steps)
     if sequential and single_chain:
         shape, dtype = plan.inputs[0][1], plan.inputs[0][2]
         modules = [module for step in plan.steps for module in step.modules]
-        return Sequential([Input(shape, dtype=dtype)] + modules)
+        return Sequential([Input(shape, dtype=dtype)] + modules, name=name)
     # Replay the plan on symbolic tensors: a functional model like any written with ember.Input.
     tensors = {ref: Input(shape, name=_base(ref), dtype=dtype) for ref, shape, dtype in plan.inputs}
     by_name = {}  # a Keras layer called twice is one module (shared weights)
     for step in plan.steps:
+        if step.operation:
+            op, args, options = step.operation
+            tensors[step.output] = call_op(op, *_map_tensor_refs(lambda arg: tensors[arg.ref], args), **options)
+            continue
         step.modules = [by_name.setdefault(module.name, module) for module in step.modules]
         x = [tensors[ref] for ref in step.inputs] if step.list_input else tensors[step.inputs[0]]
         for module in step.modules:
             x = call_module(module, (x,), {})
         tensors[step.output] = x
     outputs = [tensors[ref] for ref in plan.outputs]
-    return Functional([tensors[ref] for ref, _, _ in plan.inputs], outputs[0] if len(outputs) == 1 else outputs)
+    return Functional([tensors[ref] for ref, _, _ in plan.inputs], outputs[0] if len(outputs) == 1 else outputs,
+                      name=name)

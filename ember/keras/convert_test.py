@@ -10,8 +10,8 @@ import torch
 import ember
 from ember.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
-from testing.keras import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, sequential_config,
-                           write_keras)
+from testing.keras import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, keras_tensor,
+                           sequential_config, write_keras)
 from testing.keras import layer as _layer
 
 
@@ -137,3 +137,131 @@ def test_a_converted_functional_model_saved_before_functional_models_existed_sti
     out = model([torch.from_numpy(data["image"]), torch.from_numpy(data["feats"])])
     assert np.abs(out.detach().numpy() - data["expected"]).max() < 1e-5
     assert isinstance(model, ember.define.Functional)
+
+
+def test_the_supported_layers_are_listed_once_per_error(tmp_path):
+    layers = [INPUT, _layer("Bidirectional", "bidi"), _layer("TimeDistributed", "spread")]
+    with pytest.raises(UnsupportedKerasLayersError) as raised:
+        from_keras(_write_keras(tmp_path / "m.keras", layers, {}))
+    message = str(raised.value)
+    assert "'bidi' (Bidirectional) is not a layer ember supports" in message
+    assert "'spread' (TimeDistributed) is not a layer ember supports" in message
+    assert message.count("Supported layers: ") == 1 and "Supported operations" not in message
+
+
+def _operation(class_name, name, args, module="keras.src.ops.numpy", **config):
+    """A Keras 3 operation node (`module` None: as legacy .h5 files write it)."""
+    entry = {"class_name": class_name, "config": {"name": name, **config}, "registered_name": class_name,
+             "name": name, "inbound_nodes": [{"args": args, "kwargs": {}}]}
+    return dict(entry, module=module) if module else entry
+
+
+def _functional_with(*operations, output):
+    config = functional_dense_config()
+    config["config"]["layers"] += list(operations)
+    config["config"]["output_layers"] = [[output, 0, 0]]
+    return config
+
+
+@pytest.mark.parametrize("module", ["keras.src.ops.numpy", None])
+def test_operations_become_ember_ops_saved_by_name(tmp_path, module):
+    """`(dense + 3) * dense` as Keras 3 saves it: Add and Multiply operations, not merge layers,
+    told apart by `module` or, in legacy .h5 configs without it, by their operands."""
+    dense = keras_tensor("dense")
+    config = _functional_with(
+        _operation("Add", "add", [dense, 3], module),
+        _operation("Multiply", "multiply", [keras_tensor("add"), dense], module),
+        output="multiply")
+    path = write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])}))
+    model = from_keras(path)
+    x = torch.randn(2, 4)
+    y = x @ torch.from_numpy(KERNEL) + 1
+    torch.testing.assert_close(model(x), (y + 3) * y)
+    assert [node.get("op") for node in model.graph["nodes"]] == [None, "add", "multiply"]
+    model.save(tmp_path / "m.ember")
+    torch.testing.assert_close(ember.load(tmp_path / "m.ember")(x), (y + 3) * y)
+
+
+def test_unsupported_operations_name_the_operation_and_the_layer(tmp_path):
+    dense = keras_tensor("dense")
+    config = _functional_with(
+        _operation("Arctan2", "arctan2", [dense, dense]),
+        _operation("Mean", "mean", [keras_tensor("arctan2")], axis=None, keepdims=False),
+        output="mean")
+    with pytest.raises(UnsupportedKerasLayersError) as raised:
+        from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])})))
+    message = str(raised.value)
+    assert "'arctan2' is the Keras operation Arctan2 (keras.src.ops.numpy)" in message
+    assert message.count("Supported operations: ") == 1 and "Mean" in message.split("Supported operations: ")[1]
+    config = _functional_with(_operation("Mean", "mean", [dense], axis=None, keepdims=False), output="mean")
+    with pytest.raises(UnsupportedKerasLayersError, match=r"'mean' \(operation Mean\) computes across the batch"):
+        from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])})))
+
+
+def test_an_operation_with_a_malformed_operand_names_where(tmp_path):
+    config = _functional_with(_operation("Add", "add", [keras_tensor("dense"), {"class_name": "__lambda__"}]),
+                              output="add")
+    with pytest.raises(ModelFileError, match=r"layer 'add' inbound_nodes\[0\]\.args must be a tensor, a number"):
+        from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])})))
+
+
+def test_a_nested_sequential_model_is_converted_with_its_weights(tmp_path):
+    block = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+             "config": {"name": "block", "layers": [_layer("Dense", "dense", units=3)], "build_input_shape": [None, 4]}}
+    path = _write_keras(tmp_path / "m.keras", [INPUT, block], {"sequential": ("block", []),
+                                                                "sequential/layers/dense": ("dense", [KERNEL, BIAS])})
+    model = from_keras(path)
+    x = torch.ones(2, 4)
+    torch.testing.assert_close(model(x), x @ torch.from_numpy(KERNEL) + 1)
+    given = []
+
+    def stand_in(config, weights):  # for the whole nested model: it gets all its arrays
+        given.extend(weights)
+        return torch.nn.Identity()
+
+    from_keras(path, custom_layers={"block": stand_in})
+    assert [a.shape for a in given] == [KERNEL.shape, BIAS.shape]
+    path = _write_keras(tmp_path / "bad.keras", [INPUT, block], {
+        "sequential": ("block", []), "sequential/layers/dense": ("dense", [np.ones((5, 3), "float32"), BIAS])})
+    with pytest.raises(ModelFileError, match=r"'block/dense' \(Dense\): file arrays \[\(5, 3\), \(3,\)\]"):
+        from_keras(path)
+
+
+def test_embedding_masks_are_refused_naming_mask_zero(tmp_path):
+    """Embedding(mask_zero=True) makes Keras save a NotEqual operation computing the mask."""
+    tokens = dict(_layer("InputLayer", "tokens", batch_shape=[None, 5], dtype="int32"), name="tokens", inbound_nodes=[])
+    embedding = dict(_layer("Embedding", "embedding", input_dim=7, output_dim=3, mask_zero=True), name="embedding",
+                     inbound_nodes=[{"args": [keras_tensor("tokens")], "kwargs": {}}])
+    mask = _operation("NotEqual", "not_equal", [keras_tensor("tokens"), 0])
+    pooling = dict(_layer("GlobalAveragePooling1D", "pooling"), name="pooling", inbound_nodes=[
+        {"args": [keras_tensor("embedding")], "kwargs": {"mask": keras_tensor("not_equal")}}])
+    config = {"class_name": "Functional", "config": {
+        "name": "functional", "layers": [tokens, embedding, mask, pooling],
+        "input_layers": [["tokens", 0, 0]], "output_layers": [["pooling", 0, 0]]}}
+    with pytest.raises(UnsupportedKerasLayersError) as raised:
+        from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({})))
+    assert "'not_equal' is the Keras operation NotEqual (keras.src.ops.numpy)" in str(raised.value)
+    assert "mask of Embedding(mask_zero=True)" in str(raised.value)
+
+
+def test_custom_layers_replace_an_operation_by_its_layer_name_only(tmp_path):
+    """`Add` names the merge layer class too: a factory keyed by class leaves the operation alone."""
+    class PlusTen(torch.nn.Module):
+        def forward(self, x):
+            return x + 10
+
+    config = _functional_with(_operation("Add", "add", [keras_tensor("dense"), 3]), output="add")
+    path = write_keras(tmp_path / "m.keras", config, keras3_weights({"dense": ("dense", [KERNEL, BIAS])}))
+    x = torch.ones(2, 4)
+    y = x @ torch.from_numpy(KERNEL) + 1
+    torch.testing.assert_close(from_keras(path, custom_layers={"Add": lambda config, weights: PlusTen()})(x), y + 3)
+    torch.testing.assert_close(from_keras(path, custom_layers={"add": lambda config, weights: PlusTen()})(x), y + 10)
+
+
+def test_models_nested_too_deep_are_refused(tmp_path):
+    model = _layer("Dense", "dense", units=3)
+    for level in range(20):
+        model = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+                 "config": {"name": f"block_{level}", "layers": [model], "build_input_shape": [None, 4]}}
+    with pytest.raises(ModelFileError, match="models nest deeper than 16 levels"):
+        from_keras(_write_keras(tmp_path / "m.keras", [INPUT, model], {}))

@@ -36,9 +36,10 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 class KerasWeights:
     """The arrays of a Keras file, per layer, in the order Keras stores them."""
 
-    by_name: dict = field(default_factory=dict)  # layer name -> [arrays]
+    by_name: dict = field(default_factory=dict)  # layer name -> [arrays]; a nested model's: "model/layer"
     by_path: dict = field(default_factory=dict)  # Keras 3 only: "layers/conv2d_1" -> [arrays]
     ordered: list = field(default_factory=list)  # legacy only: [(layer name, [arrays])] in file order
+    array_names: dict = field(default_factory=dict)  # legacy only: layer name -> its weight_names
 
 
 @dataclass
@@ -138,36 +139,51 @@ def _weights(contents, path):
     """KerasWeights from the plain values the reading child returned."""
     try:
         return KerasWeights(by_name=dict(contents["by_name"]), by_path=dict(contents["by_path"]),
-                            ordered=[(name, arrays) for name, arrays in contents["ordered"]])
+                            ordered=[(name, arrays) for name, arrays in contents["ordered"]],
+                            array_names=dict(contents["array_names"]))
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"reading {path} returned malformed weights ({error})") from error
 
 
 def _legacy_weights(h5, group):
-    weights = {"by_name": {}, "by_path": {}, "ordered": []}
+    weights = {"by_name": {}, "by_path": {}, "ordered": [], "array_names": {}}
     for name in h5.texts(group, "layer_names") or []:
         layer_group = h5.lookup(group, name)
-        arrays = [h5.array(h5.lookup(layer_group, weight)) for weight in h5.texts(layer_group, "weight_names") or []]
+        array_names = h5.texts(layer_group, "weight_names") or []
+        arrays = [h5.array(h5.lookup(layer_group, weight)) for weight in array_names]
         weights["by_name"][name] = arrays
+        weights["array_names"][name] = array_names
         weights["ordered"].append([name, arrays])
     return weights
 
 
 def _keras3_weights(h5):
-    weights = {"by_name": {}, "by_path": {}, "ordered": []}
-    if not h5.has(h5.root, "layers"):
-        return weights
-    for key, group in h5.subgroups(h5.group(h5.root, "layers"), depth=1):
-        arrays = _vars_in(h5, group, depth=2)
-        weights["by_path"][f"layers/{key}"] = arrays
-        name = h5.text(h5.group(group, "vars"), "name") if h5.has(group, "vars") else None
-        if name is not None:
-            weights["by_name"][name] = arrays
+    weights = {"by_name": {}, "by_path": {}, "ordered": [], "array_names": {}}
+    if h5.has(h5.root, "layers"):
+        _keras3_layers(h5, h5.group(h5.root, "layers"), "", "", weights, depth=1)
     return weights
 
 
-def _vars_in(h5, group, depth):
-    """The layer's own `vars/<i>` in index order, then those of its sub-objects (an RNN's `cell`)."""
+def _keras3_layers(h5, layers_group, path, name_prefix, weights, depth):
+    """Each layer's arrays under `layers/<group>`, by path and by name; a nested model's group holds
+    `layers` of its own, whose layers are also stored as "<model name>/<layer name>" (by path,
+    "layers/<model>/layers/..."). Returns every array, in the order the groups were walked."""
+    walked = []
+    for key, group in h5.subgroups(layers_group, depth=depth):
+        name = h5.text(h5.group(group, "vars"), "name") if h5.has(group, "vars") else None
+        inner_path, inner_prefix = f"{path}layers/{key}/", f"{name_prefix}{name or key}/"
+        arrays = _vars_in(h5, group, depth + 1, lambda inner, inner_depth: _keras3_layers(
+            h5, inner, inner_path, inner_prefix, weights, inner_depth))
+        weights["by_path"][f"{path}layers/{key}"] = arrays
+        if name is not None:
+            weights["by_name"][name_prefix + name] = arrays
+        walked.extend(arrays)
+    return walked
+
+
+def _vars_in(h5, group, depth, walk_layers=None):
+    """The layer's own `vars/<i>` in index order, then those of its sub-objects (an RNN's `cell`);
+    a nested model's `layers` group goes to `walk_layers(group, depth)`, which records them too."""
     arrays = []
     subgroups = h5.subgroups(group, depth)
     for key, child in subgroups:
@@ -177,7 +193,9 @@ def _vars_in(h5, group, depth):
                 arrays.append(h5.array(h5.child(child, str(index))))
                 index += 1
     for key, child in subgroups:
-        if key != "vars":
+        if key == "layers" and walk_layers is not None:
+            arrays.extend(walk_layers(child, depth + 1))
+        elif key != "vars":
             arrays.extend(_vars_in(h5, child, depth + 1))
     return arrays
 

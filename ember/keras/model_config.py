@@ -7,6 +7,8 @@ where in the config it was, what was expected and what came. Each layer's own op
 (units, kernel_size, ...) are interpreted by `ember.keras.layers`, under the check in
 `convert._Builder.add_layer`.
 """
+from dataclasses import dataclass
+
 from ember.saving import ModelFileError
 from ember.keras.layers import UnsupportedConfig
 
@@ -14,6 +16,7 @@ UNKNOWN_DIM = 32  # stands in for a None (variable) size while shapes are inferr
 MAX_DIM = 2**31 - 1  # one axis of an input; sizes beyond are not a model's input, and overflow later products
 MAX_RANK = 8
 MODEL_KINDS = ("Sequential", "Functional", "Model")
+MAX_ARGUMENT_DEPTH = 4  # an operation's operands: tensors, numbers, a list of tensors, an index of slices
 DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
           "uint32", "uint64", "bool")
 
@@ -25,11 +28,21 @@ def describe(value, limit=60) -> str:
     return f"{kinds.get(type(value), type(value).__name__)} {text if len(text) <= limit else text[:limit] + '...'}"
 
 
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor among an operation's arguments: 'layer name:node index' of the call that made it."""
+    ref: str
+
+
 class ConfigReader:
     """Checked reads from one file's model config; `source` names the file and the config in errors."""
 
     def __init__(self, source: str):
         self.source = source
+        # Functional models called as layers: Keras counts their own graph as their node 0, so
+        # input_layers, output_layers and tf.keras 2 nodes refer to their first call as node 1
+        # (a Keras 3 node's arguments count the calls alone).
+        self.functional_layers = set()
 
     def fail(self, where: str, expected: str, value):
         raise ModelFileError(f"{self.source}: {where} must be {expected}, found {describe(value)}")
@@ -115,13 +128,41 @@ class ConfigReader:
                 raise UnsupportedConfig("tensor keyword arguments (mask, initial_state) in the graph")
             list_input = isinstance(args, list) and bool(args) and isinstance(args[0], list)
         elif isinstance(node, list):  # tf.keras 2: [[name, node, tensor, kwargs], ...]
-            refs = [self.ref(entry, where) for entry in node]
+            refs = [self.ref(entry, where, counts_own_graph=True) for entry in node]
             list_input = len(refs) > 1
         else:
             self.fail(where, expected, node)
         if not refs:
             self.fail(where, expected, node)
         return refs, list_input
+
+    def node_arguments(self, node, where):
+        """(args, kwargs) of a Keras 3 operation's inbound node: tensors as TensorRef, Keras'
+        `__slice__` as slices, numbers, strings, None and lists as they are."""
+        if not isinstance(node, dict):
+            self.fail(where, 'an inbound node {"args": [...], "kwargs": {...}}', node)
+        args = self.expect(node.get("args", []), list, f"{where}.args", "an array")
+        kwargs = self.expect(node.get("kwargs", {}), dict, f"{where}.kwargs", "a JSON object")
+        return self.argument(args, f"{where}.args", 0), \
+            {key: self.argument(value, f"{where}.kwargs.{key}", 1) for key, value in kwargs.items()}
+
+    def argument(self, value, where, depth):
+        if depth > MAX_ARGUMENT_DEPTH:
+            self.fail(where, f"operands nested at most {MAX_ARGUMENT_DEPTH} deep", value)
+        if isinstance(value, list):
+            return [self.argument(item, where, depth + 1) for item in value]
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        kind = value.get("class_name") if isinstance(value, dict) else None
+        if kind == "__keras_tensor__":
+            return TensorRef(self.ref(self.tensor_history(value, where), where))
+        if kind == "__slice__":
+            bounds = self.expect(value.get("config"), dict, f"{where}: a __slice__'s config", "a JSON object")
+            start, stop, step = (bounds.get(key) for key in ("start", "stop", "step"))
+            if any(b is not None and (not isinstance(b, int) or isinstance(b, bool)) for b in (start, stop, step)):
+                self.fail(where, "a slice of integers or null", value)
+            return slice(start, stop, step)
+        self.fail(where, "a tensor, a number, a string, null, a slice or an array of them", value)
 
     def tensor_history(self, tensor, where):
         config = self.expect(tensor.get("config"), dict, f"{where}: a __keras_tensor__'s config", "a JSON object")
@@ -135,10 +176,11 @@ class ConfigReader:
         if not isinstance(value, list) or not value:
             self.fail(where, "a non-empty array of [layer name, node index, tensor index]", value)
         entries = [value] if isinstance(value[0], str) else value
-        return [self.ref(entry, where) for entry in entries]
+        return [self.ref(entry, where, counts_own_graph=True) for entry in entries]
 
-    def ref(self, history, where):
-        """'name:node' of a [layer name, node index, tensor index] reference."""
+    def ref(self, history, where, counts_own_graph=False):
+        """'name:node' of a [layer name, node index, tensor index] reference; `counts_own_graph`:
+        the index counts a functional layer's own graph as node 0."""
         expected = "[layer name, node index, tensor index]"
         if not isinstance(history, list) or len(history) < 3:
             self.fail(where, expected, history)
@@ -148,6 +190,8 @@ class ConfigReader:
             self.fail(where, expected, history)
         if tensor_index:
             raise UnsupportedConfig(f"layer '{name}' with several outputs")
+        if counts_own_graph and name in self.functional_layers and node_index:
+            node_index -= 1
         return f"{name}:{node_index}"
 
 

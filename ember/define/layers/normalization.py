@@ -11,7 +11,8 @@ class BatchNorm(Layer):
     """Normalises over the channel axis: axis 1 for channels_first images, the last axis
     for channels_last images and for (batch, features) inputs.
 
-    `momentum` is Keras' (weight of the old running value); torch's is `1 - momentum`.
+    `momentum` is Keras' (weight of the old running value); torch's is `1 - momentum`. In training
+    the running statistics move as Keras moves them (toward the biased batch variance).
     """
 
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, *, data_format=None,
@@ -37,9 +38,22 @@ class BatchNorm(Layer):
         if x.shape[axis] != self.num_features:
             raise self.shape_error(f"{self.num_features} channels on axis {axis}", tuple(x.shape))
         moved = x.movedim(axis, 1) if axis != 1 else x
-        y = F.batch_norm(moved, self.running_mean, self.running_var, self.weight, self.bias,
+        # In training torch updates its running_var argument in place and keeps it for the backward
+        # pass: it gets a copy, from which Keras' update is then written into the buffer.
+        running_var = self.running_var.clone() if self.training else self.running_var
+        y = F.batch_norm(moved, self.running_mean, running_var, self.weight, self.bias,
                          self.training, 1.0 - self.momentum, self.epsilon)
+        if self.training:
+            self._use_biased_variance(running_var, x.numel() // self.num_features)
         return y.movedim(1, axis) if axis != 1 else y
+
+    @torch.no_grad()
+    def _use_biased_variance(self, torch_update, count):
+        """Keras moves the running variance toward the biased batch variance, torch toward the
+        unbiased one (count / (count - 1) times it): from torch's m * old + (1 - m) * unbiased,
+        Keras' m * old + (1 - m) * biased is (count - 1) / count of it plus m * old / count.
+        Work on the C running values, not a second pass over the batch."""
+        self.running_var.mul_(self.momentum / count).add_(torch_update, alpha=(count - 1) / count)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -71,8 +71,58 @@ def text():
     return keras.Model(tokens, layers.Dense(3, activation="softmax")(x))
 
 
+def nested():
+    # Models called as layers (as ConvNeXt's blocks): a Sequential, and a functional one holding
+    # a Sequential, called twice (shared weights).
+    block = keras.Sequential([layers.Conv2D(6, 3, padding="same"), layers.BatchNormalization(), layers.ReLU()],
+                             name="conv_block")
+    depthwise = keras.Sequential([layers.DepthwiseConv2D(3, padding="same")], name="depthwise_block")
+    features = keras.Input((8, 8, 6))
+    residual = keras.Model(features, layers.Add()([layers.Conv2D(6, 1)(features), depthwise(features)]) * 0.5,
+                           name="residual_block")
+    image = keras.Input((8, 8, 3))
+    x = residual(residual(block(image)))
+    x = keras.Sequential([layers.Dense(4)], name="dense_block")(x)  # no Input: built by its first call
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(image, layers.Dense(5, activation="softmax")(x))
+
+
+@keras.saving.register_keras_serializable(package="my")
+class Scale(layers.Layer):  # custom layers: the file names them, a user gives ember torch stand-ins
+    def call(self, x):
+        return x * 2
+
+
+@keras.saving.register_keras_serializable(package="my")
+class Pair(layers.Layer):
+    def call(self, pair):
+        return pair[0] + pair[1]
+
+
+def custom():
+    features = keras.Input((6,))
+    x = layers.Dense(4)(features)
+    return keras.Model(features, layers.Dense(3, activation="softmax")(Pair()([Scale()(x), x])))
+
+
+def operations():
+    # Python arithmetic and keras.ops calls, which Keras 3 saves as operations in the graph.
+    image = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same")(image)
+    x = layers.BatchNormalization()(x)
+    x = x * keras.ops.relu6(x + 3) / 6  # MobileNetV3's hard-swish
+    squeeze = keras.ops.mean(x, axis=(1, 2), keepdims=True)
+    x = x * keras.ops.sigmoid(squeeze)  # broadcast over height and width
+    x = 2 - x * 0.5
+    x = layers.GlobalAveragePooling2D()(x)
+    x = keras.ops.concatenate([x, keras.ops.square(x[:, :2])], axis=-1)
+    return keras.Model(image, layers.Dense(5, activation="softmax")(x))
+
+
 MODELS = {"seed_convnet": (seed_convnet, (28, 28, 1), 10), "resnet_block": (resnet_block, (16, 16, 3), 5),
-          "separable": (separable, (15, 15, 3), 4), "text": (text, "tokens", 3)}
+          "separable": (separable, (15, 15, 3), 4), "text": (text, "tokens", 3),
+          "operations": (operations, (8, 8, 3), 5), "custom": (custom, (6,), 3),
+          "nested": (nested, (8, 8, 3), 5)}
 
 
 def main(out):
@@ -95,6 +145,26 @@ def main(out):
         model.save_weights(out / f"{name}.weights.h5")
         np.save(out / f"{name}_inputs.npy", x[:8])
         np.save(out / f"{name}_predictions.npy", model.predict(x[:8], verbose=0))
+    batch_norm_step(out, rng)
+
+
+def batch_norm_step(out, rng):
+    """A trained net with BatchNormalization (images and features) saved as batch_norm_step.keras,
+    then one train_on_batch of 4 samples at learning rate 0: only the moving statistics move, by
+    Keras' own update, saved as batch_norm_step_moving.npz ("<layer>/moving_mean", ...)."""
+    model = keras.Sequential([keras.Input((6, 6, 3)), layers.Conv2D(4, 3), layers.BatchNormalization(momentum=0.9),
+                              layers.ReLU(), layers.Flatten(), layers.Dense(5), layers.BatchNormalization()])
+    model.compile("adam", "mse")
+    model.fit(rng.standard_normal((32, 6, 6, 3)), rng.standard_normal((32, 5)), epochs=1, batch_size=8, verbose=0)
+    model.save(out / "batch_norm_step.keras")
+    x, y = rng.standard_normal((4, 6, 6, 3)).astype("float32"), rng.standard_normal((4, 5)).astype("float32")
+    model.compile(keras.optimizers.SGD(learning_rate=0.0), "mse")
+    model.train_on_batch(x, y)
+    np.save(out / "batch_norm_step_inputs.npy", x)
+    np.save(out / "batch_norm_step_targets.npy", y)
+    np.savez(out / "batch_norm_step_moving.npz", **{
+        f"{layer.name}/{kind}": keras.ops.convert_to_numpy(getattr(layer, kind)) for layer in model.layers
+        if isinstance(layer, layers.BatchNormalization) for kind in ("moving_mean", "moving_variance")})
 
 
 if __name__ == "__main__":
