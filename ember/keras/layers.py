@@ -16,6 +16,7 @@ import torch
 
 from ember.define import layers as L
 from ember.define.activations import ACTIVATIONS
+from ember.define.layers.preprocessing import broadcast_statistic
 
 KERAS = "keras"
 CHANNELS_FIRST = "channels_first"
@@ -31,6 +32,7 @@ class KerasLayer:
     build: object
     weights: object = None
     accepts: tuple = (KERAS,)
+    weights_in_config: bool = False  # its state may come from the config alone (no arrays in the file)
 
 
 def is_flat(layout):
@@ -280,9 +282,46 @@ def _build_softmax(config, layout, shape, keras2=False):
 
 
 def _build_dropout(config, layout, shape, keras2=False):
-    if config.get("noise_shape") is not None:
-        raise UnsupportedConfig("Dropout with noise_shape")
-    return [L.Dropout(config["rate"], name=config["name"])], layout
+    noise_shape = config.get("noise_shape")
+    if noise_shape is not None and layout == CHANNELS_FIRST:  # Keras' last axis is ember's axis 1
+        noise_shape = [noise_shape[0], noise_shape[-1], *noise_shape[1:-1]]
+    return [L.Dropout(config["rate"], noise_shape=noise_shape, name=config["name"])], layout
+
+
+def _build_edges(cls, argument):
+    def build(config, layout, shape, keras2=False):
+        return [cls(config[argument], data_format=_image_format(config, layout), name=config["name"])], layout
+    return build
+
+
+def _build_rescaling(config, layout, shape, keras2=False):
+    return [L.Rescaling(config["scale"], config.get("offset", 0.0),
+                        data_format="channels_first" if layout == CHANNELS_FIRST else "channels_last",
+                        name=config["name"])], layout
+
+
+def _normalization_axes(config, layout, shape):
+    axis = config.get("axis", -1)
+    axes = [] if axis is None else [axis] if isinstance(axis, int) else list(axis)
+    return [_channel_axis(a, layout, shape) for a in axes], [a % (len(shape) + 1) for a in axes]
+
+
+def _build_normalization(config, layout, shape, keras2=False):
+    ember_axes, _ = _normalization_axes(config, layout, shape)
+    return [L.Normalization(ember_axes, invert=config.get("invert", False), name=config["name"])], layout
+
+
+def _normalization_weights(arrays, config, layout, shape):
+    """Keras keeps a given mean and variance in the config and adapted ones in the file
+    (mean, variance, count); either way they go to the layer's buffers, in ember's axis order."""
+    ember_axes, keras_axes = _normalization_axes(config, layout, shape)
+    keras_shape = shape[1:] + shape[:1] if layout == CHANNELS_FIRST else shape
+    kept_shape = tuple(keras_shape[a - 1] for a in sorted(keras_axes))
+    if config.get("mean") is not None:
+        arrays = [broadcast_statistic(config[key], kept_shape) for key in ("mean", "variance")]
+    # kept axes in Keras' sorted order -> in ember's sorted order
+    order = np.argsort([ember_axes[keras_axes.index(a)] for a in sorted(keras_axes)])
+    return {"mean": np.transpose(arrays[0], order), "variance": np.transpose(arrays[1], order)}
 
 
 def _build_merge(cls):
@@ -370,6 +409,12 @@ KERAS_LAYERS = {
     "Reshape": KerasLayer(_build_reshape),
     "Permute": KerasLayer(_build_permute),
     "Dropout": KerasLayer(_build_dropout, accepts=_ANY),
+    "ZeroPadding1D": KerasLayer(_build_edges(L.ZeroPadding1D, "padding"), accepts=_IMAGE),
+    "ZeroPadding2D": KerasLayer(_build_edges(L.ZeroPadding2D, "padding"), accepts=_IMAGE),
+    "Cropping1D": KerasLayer(_build_edges(L.Cropping1D, "cropping"), accepts=_IMAGE),
+    "Cropping2D": KerasLayer(_build_edges(L.Cropping2D, "cropping"), accepts=_IMAGE),
+    "Rescaling": KerasLayer(_build_rescaling, accepts=_IMAGE),
+    "Normalization": KerasLayer(_build_normalization, _normalization_weights, _IMAGE, weights_in_config=True),
     "BatchNormalization": KerasLayer(_build_batch_norm, _batch_norm_weights, _ANY),
     "LayerNormalization": KerasLayer(_build_layer_norm, _layer_norm_weights),
     "Embedding": KerasLayer(_build_embedding, _embedding_weights),
@@ -402,13 +447,13 @@ def convert_weights(class_name, arrays, module, config, layout, shape):
     a file's arrays for one layer, converted and checked against `module`'s state (its shapes
     only: the module may still be on the meta device). (None, None) for a layer without weights."""
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    convert = KERAS_LAYERS[class_name].weights
+    spec = KERAS_LAYERS[class_name]
     if not expected:
         return None, (f"the file has {len(arrays)} arrays for a layer without weights" if arrays else None)
-    if not arrays:
+    if not arrays and not spec.weights_in_config:
         return None, f"no weights in the file for a layer with {expected}"
     try:
-        converted = convert(arrays, config, layout, shape)
+        converted = spec.weights(arrays, config, layout, shape)
     except (IndexError, ValueError, TypeError) as error:
         return None, f"file arrays {[tuple(a.shape) for a in arrays]} do not fit ({error})"
     got = {k: tuple(np.shape(v)) for k, v in converted.items()}

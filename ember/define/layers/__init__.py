@@ -7,11 +7,13 @@ from ember.define.layers.core import (ELU, Activation, Dense, Dropout, Embedding
 from ember.define.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
                                          concatenate, maximum, minimum, multiply, subtract)
 from ember.define.layers.normalization import BatchNorm, BatchNormalization, LayerNorm, LayerNormalization
+from ember.define.layers.padding import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D
 from ember.define.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                          AvgPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                                          GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
                                          GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
                                          MaxPooling1D, MaxPooling2D)
+from ember.define.layers.preprocessing import Normalization, Rescaling
 from ember.define.layers.recurrent import GRU, LSTM
 from ember.define.layers.reshaping import Permute
 from ember.define.symbolic import Input

@@ -1,0 +1,20 @@
+import pytest
+import torch
+
+from ember import layers as L
+from ember.errors import ShapeError
+
+
+def test_dropout_noise_shape_drops_whole_slices_while_training_only():
+    torch.manual_seed(0)
+    dropout = L.Dropout(0.5, noise_shape=(None, 1, 1, 1))
+    x = torch.ones(64, 3, 4, 2)
+    y = dropout(x)
+    per_sample = y.flatten(1)
+    assert ((per_sample == 0).all(1) | (per_sample == 2.0).all(1)).all()  # each sample kept (x 1/(1-rate)) or not
+    assert 10 < int((per_sample[:, 0] == 0).sum()) < 54
+    dropout.eval()
+    assert torch.equal(dropout(x), x)
+    assert L.Dropout(0.5, noise_shape=[None, 1, 1, 1]).get_config()["noise_shape"] == [None, 1, 1, 1]
+    with pytest.raises(ShapeError, match=r"4 axes, as noise_shape=\(None, 1, 1, 1\)"):
+        dropout.train()(torch.ones(2, 3))
