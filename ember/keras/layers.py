@@ -17,6 +17,7 @@ import torch
 from ember.define import layers as L
 from ember.define.activations import ACTIVATIONS
 from ember.define.layers.preprocessing import broadcast_statistic
+from ember.define.layers.upsampling import INTERPOLATIONS
 
 KERAS = "keras"
 CHANNELS_FIRST = "channels_first"
@@ -294,6 +295,49 @@ def _build_edges(cls, argument):
     return build
 
 
+def _build_upsampling(cls):
+    def build(config, layout, shape, keras2=False):
+        interpolation = config.get("interpolation", "nearest")
+        if interpolation not in INTERPOLATIONS:
+            raise UnsupportedConfig(f"interpolation={interpolation!r}")
+        extra = {"interpolation": interpolation} if cls is L.UpSampling2D else {}
+        return [cls(config.get("size", 2), **extra, data_format=_image_format(config, layout),
+                    name=config["name"])], layout
+    return build
+
+
+def _build_group_norm(config, layout, shape, keras2=False):
+    return [L.GroupNormalization(config.get("groups", 32), _channel_axis(config.get("axis", -1), layout, shape),
+                                 config.get("epsilon", 1e-3), config.get("center", True), config.get("scale", True),
+                                 name=config["name"])], layout
+
+
+def _build_unit_norm(config, layout, shape, keras2=False):
+    axis = config.get("axis", -1)
+    axes = [_channel_axis(a, layout, shape) for a in ([axis] if isinstance(axis, int) else axis)]
+    return [L.UnitNormalization(axes, name=config["name"])], layout
+
+
+def _build_noise(cls, argument):
+    def build(config, layout, shape, keras2=False):
+        return [cls(config[argument], name=config["name"])], layout
+    return build
+
+
+def _build_spatial_dropout(cls):
+    def build(config, layout, shape, keras2=False):
+        return [cls(config["rate"], data_format=_image_format(config, layout), name=config["name"])], layout
+    return build
+
+
+def _build_layer_scale(config, layout, shape, keras2=False):
+    return [L.LayerScale(config["init_values"], config["projection_dim"], name=config["name"])], layout
+
+
+def _layer_scale_weights(arrays, config, layout, shape):
+    return {"gamma": arrays[0]}
+
+
 def _build_rescaling(config, layout, shape, keras2=False):
     return [L.Rescaling(config["scale"], config.get("offset", 0.0),
                         data_format="channels_first" if layout == CHANNELS_FIRST else "channels_last",
@@ -393,6 +437,10 @@ KERAS_LAYERS = {
     "Dense": KerasLayer(_build_dense, _dense_weights, (KERAS, "flat")),
     "Conv1D": KerasLayer(_build_conv(L.Conv1D, ("filters", "groups")), _conv_weights, _IMAGE),
     "Conv2D": KerasLayer(_build_conv(L.Conv2D, ("filters", "groups")), _conv_weights, _IMAGE),
+    "Conv1DTranspose": KerasLayer(_build_conv(L.Conv1DTranspose, ("filters", "output_padding")), _conv_weights,
+                                  _IMAGE),
+    "Conv2DTranspose": KerasLayer(_build_conv(L.Conv2DTranspose, ("filters", "output_padding")), _conv_weights,
+                                  _IMAGE),
     "DepthwiseConv2D": KerasLayer(_build_conv(L.DepthwiseConv2D, ("depth_multiplier",)), _depthwise_weights,
                                   _IMAGE),
     "SeparableConv2D": KerasLayer(_build_conv(L.SeparableConv2D, ("filters", "depth_multiplier")),
@@ -413,10 +461,19 @@ KERAS_LAYERS = {
     "ZeroPadding2D": KerasLayer(_build_edges(L.ZeroPadding2D, "padding"), accepts=_IMAGE),
     "Cropping1D": KerasLayer(_build_edges(L.Cropping1D, "cropping"), accepts=_IMAGE),
     "Cropping2D": KerasLayer(_build_edges(L.Cropping2D, "cropping"), accepts=_IMAGE),
+    "UpSampling1D": KerasLayer(_build_upsampling(L.UpSampling1D), accepts=_IMAGE),
+    "UpSampling2D": KerasLayer(_build_upsampling(L.UpSampling2D), accepts=_IMAGE),
     "Rescaling": KerasLayer(_build_rescaling, accepts=_IMAGE),
     "Normalization": KerasLayer(_build_normalization, _normalization_weights, _IMAGE, weights_in_config=True),
     "BatchNormalization": KerasLayer(_build_batch_norm, _batch_norm_weights, _ANY),
     "LayerNormalization": KerasLayer(_build_layer_norm, _layer_norm_weights),
+    "GroupNormalization": KerasLayer(_build_group_norm, _layer_norm_weights, _IMAGE),
+    "UnitNormalization": KerasLayer(_build_unit_norm, accepts=_IMAGE),
+    "LayerScale": KerasLayer(_build_layer_scale, _layer_scale_weights),
+    "SpatialDropout1D": KerasLayer(_build_spatial_dropout(L.SpatialDropout1D), accepts=_IMAGE),
+    "SpatialDropout2D": KerasLayer(_build_spatial_dropout(L.SpatialDropout2D), accepts=_IMAGE),
+    "GaussianNoise": KerasLayer(_build_noise(L.GaussianNoise, "stddev"), accepts=_ANY),
+    "GaussianDropout": KerasLayer(_build_noise(L.GaussianDropout, "rate"), accepts=_ANY),
     "Embedding": KerasLayer(_build_embedding, _embedding_weights),
     "Activation": KerasLayer(_build_activation, accepts=_ANY),
     "ReLU": KerasLayer(_build_relu, accepts=_ANY),

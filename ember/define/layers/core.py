@@ -90,6 +90,24 @@ class PReLU(Layer):
         return tuple(input_shape)
 
 
+class LayerScale(Layer):
+    """`x * gamma`, a learned scale per feature of the last axis, started at `init_values` (ConvNeXt's)."""
+
+    def __init__(self, init_values, projection_dim, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.init_values, self.projection_dim = float(init_values), int(projection_dim)
+        self.gamma = nn.Parameter(torch.full((self.projection_dim,), self.init_values))
+        self.built = True
+
+    def forward(self, x):
+        if x.shape[-1] != self.projection_dim:
+            raise self.shape_error(("batch", "...", self.projection_dim), tuple(x.shape))
+        return x * self.gamma
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
 class Softmax(Layer):
     def __init__(self, axis=-1, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)

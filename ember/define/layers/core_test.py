@@ -18,3 +18,25 @@ def test_dropout_noise_shape_drops_whole_slices_while_training_only():
     assert L.Dropout(0.5, noise_shape=[None, 1, 1, 1]).get_config()["noise_shape"] == [None, 1, 1, 1]
     with pytest.raises(ShapeError, match=r"4 axes, as noise_shape=\(None, 1, 1, 1\)"):
         dropout.train()(torch.ones(2, 3))
+
+
+def test_layer_scale_matches_convnext():
+    import numpy as np
+
+    from testing.layers import assert_matches_keras, keras
+
+    keras()
+    from keras.src.applications.convnext import LayerScale
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 5)).astype("float32")
+    reference = LayerScale(0.5, 5)
+    reference.build((None, 3, 4, 5))
+    reference.set_weights([np.linspace(-1, 1, 5, dtype="float32")])
+
+    def ours(_):
+        layer = L.LayerScale(0.5, 5)
+        layer.gamma.data = torch.linspace(-1, 1, 5)
+        return layer
+
+    assert_matches_keras(reference, ours, x, channels_axis=None)
+    assert torch.equal(L.LayerScale(1e-6, 3).gamma, torch.full((3,), 1e-6))
