@@ -75,9 +75,9 @@ def resampling():
     # The layers keras.applications add around convolutions: padding, cropping, upsampling, preprocessing
     # inside the model, per-sample dropout and squeeze-and-excitation's broadcasting multiply.
     image = keras.Input((9, 10, 3))
-    adapted = layers.Normalization()
+    adapted = layers.Normalization(axis=(1, 3))  # a mean per row and channel: (9, 3) arrays in the file
     adapted.adapt(np.random.default_rng(1).uniform(0, 255, (32, 9, 10, 3)).astype("float32"))
-    x = layers.Rescaling(1 / 127.5, offset=-1.0)(adapted(image))
+    x = layers.Rescaling([1 / 127.5, 1 / 100, 1 / 50], offset=-1.0)(adapted(image))
     x = layers.Normalization(mean=[0.1, -0.2, 0.3], variance=[0.5, 2.0, 1.5])(x)
     x = layers.ZeroPadding2D(((0, 1), (2, 1)))(x)
     x = layers.Conv2D(6, 3, strides=2)(x)
