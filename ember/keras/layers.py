@@ -17,6 +17,7 @@ import torch
 from ember.define import layers as L
 from ember.define.activations import ACTIVATIONS
 from ember.define.layers.preprocessing import broadcast_statistic
+from ember.define.layers.resizing import TORCH_MODES
 from ember.define.layers.upsampling import INTERPOLATIONS
 
 KERAS = "keras"
@@ -338,6 +339,21 @@ def _layer_scale_weights(arrays, config, layout, shape):
     return {"gamma": arrays[0]}
 
 
+def _build_resizing(config, layout, shape, keras2=False):
+    interpolation = config.get("interpolation", "bilinear")
+    if interpolation not in TORCH_MODES or config.get("pad_to_aspect_ratio"):
+        raise UnsupportedConfig(f"Resizing with interpolation={interpolation!r}, "
+                                f"pad_to_aspect_ratio={config.get('pad_to_aspect_ratio')!r}")
+    return [L.Resizing(config["height"], config["width"], interpolation, config.get("crop_to_aspect_ratio", False),
+                       config.get("antialias", False), data_format=_image_format(config, layout),
+                       name=config["name"])], layout
+
+
+def _build_center_crop(config, layout, shape, keras2=False):
+    return [L.CenterCrop(config["height"], config["width"], data_format=_image_format(config, layout),
+                         name=config["name"])], layout
+
+
 def _build_rescaling(config, layout, shape, keras2=False):
     return [L.Rescaling(config["scale"], config.get("offset", 0.0),
                         data_format="channels_first" if layout == CHANNELS_FIRST else "channels_last",
@@ -463,6 +479,8 @@ KERAS_LAYERS = {
     "Cropping2D": KerasLayer(_build_edges(L.Cropping2D, "cropping"), accepts=_IMAGE),
     "UpSampling1D": KerasLayer(_build_upsampling(L.UpSampling1D), accepts=_IMAGE),
     "UpSampling2D": KerasLayer(_build_upsampling(L.UpSampling2D), accepts=_IMAGE),
+    "Resizing": KerasLayer(_build_resizing, accepts=_IMAGE),
+    "CenterCrop": KerasLayer(_build_center_crop, accepts=_IMAGE),
     "Rescaling": KerasLayer(_build_rescaling, accepts=_IMAGE),
     "Normalization": KerasLayer(_build_normalization, _normalization_weights, _IMAGE, weights_in_config=True),
     "BatchNormalization": KerasLayer(_build_batch_norm, _batch_norm_weights, _ANY),

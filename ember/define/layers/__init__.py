@@ -18,6 +18,7 @@ from ember.define.layers.pooling import (AveragePooling1D, AveragePooling2D, Avg
 from ember.define.layers.preprocessing import Normalization, Rescaling
 from ember.define.layers.recurrent import GRU, LSTM
 from ember.define.layers.reshaping import Permute
+from ember.define.layers.resizing import CenterCrop, Resizing
 from ember.define.layers.transposed import Conv1DTranspose, Conv2DTranspose
 from ember.define.layers.upsampling import UpSampling1D, UpSampling2D
 from ember.define.symbolic import Input

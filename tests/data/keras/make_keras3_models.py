@@ -87,6 +87,7 @@ def resampling():
     x = layers.UpSampling2D((2, 3), interpolation="bilinear")(x)
     x = layers.Cropping2D(((1, 0), (2, 3)))(x)
     x = layers.UpSampling2D(2)(layers.Conv2D(4, 3, activation="relu")(x))
+    x = layers.CenterCrop(7, 9)(layers.Resizing(8, 11, crop_to_aspect_ratio=True)(x))
     return keras.Model(image, layers.Dense(3, activation="softmax")(layers.Flatten()(x)))
 
 
