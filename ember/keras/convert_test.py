@@ -10,8 +10,8 @@ import torch
 import ember
 from ember.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
-from testing.keras import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, sequential_config,
-                           write_keras)
+from testing.keras import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, peak_memory_of,
+                           sequential_config, write_keras)
 from testing.keras import layer as _layer
 
 
@@ -137,3 +137,17 @@ def test_a_converted_functional_model_saved_before_functional_models_existed_sti
     out = model([torch.from_numpy(data["image"]), torch.from_numpy(data["feats"])])
     assert np.abs(out.detach().numpy() - data["expected"]).max() < 1e-5
     assert isinstance(model, ember.define.Functional)
+
+
+def test_normalization_statistics_given_in_the_config_are_loaded_but_never_broadcast_to_gigabytes(tmp_path):
+    image = _layer("InputLayer", "input_layer", batch_shape=[None, 2, 2, 3])
+    given = _layer("Normalization", "normalization", axis=[-1], mean=[1.0, 2.0, 3.0], variance=[4.0, 4.0, 4.0])
+    model = from_keras(_write_keras(tmp_path / "m.keras", [image, given], {}))
+    x = torch.arange(12.0).reshape(1, 2, 2, 3)
+    assert torch.allclose(model(x), (x - torch.tensor([1.0, 2.0, 3.0])) / 2)
+    huge = dict(image, config={**image["config"], "batch_shape": [None, 4096, 4096, 3]})
+    everywhere = _layer("Normalization", "normalization", axis=[1, 2, 3], mean=0.0, variance=1.0)
+    path = _write_keras(tmp_path / "huge.keras", [huge, everywhere], {})
+    raised, peak = peak_memory_of(lambda: from_keras(path))
+    assert isinstance(raised, ModelFileError) and "broadcast to 50331648 values, more than 1048576" in str(raised)
+    assert peak < 100 * 2**20  # the statistics would take 400 MB

@@ -22,6 +22,7 @@ from ember.define.layers.upsampling import INTERPOLATIONS
 
 KERAS = "keras"
 CHANNELS_FIRST = "channels_first"
+MAX_CONFIG_STATISTICS = 2**20  # values a Normalization's config may broadcast its given mean and variance to
 AXIS_ACTIVATIONS = ("softmax", "log_softmax", "glu", "sparsemax")  # computed along the last axis
 
 
@@ -378,7 +379,11 @@ def _normalization_weights(arrays, config, layout, shape):
     keras_shape = shape[1:] + shape[:1] if layout == CHANNELS_FIRST else shape
     kept_shape = tuple(keras_shape[a - 1] for a in sorted(keras_axes))
     if config.get("mean") is not None:
-        arrays = [broadcast_statistic(config[key], kept_shape) for key in ("mean", "variance")]
+        count = int(np.prod(kept_shape, dtype=object))
+        if count > MAX_CONFIG_STATISTICS:  # a few bytes of config must not allocate gigabytes at load time
+            raise ValueError(f"the config's mean and variance broadcast to {count} values, more than "
+                             f"{MAX_CONFIG_STATISTICS}")
+        arrays = [broadcast_statistic(config[key], kept_shape).numpy() for key in ("mean", "variance")]
     # kept axes in Keras' sorted order -> in ember's sorted order
     order = np.argsort([ember_axes[keras_axes.index(a)] for a in sorted(keras_axes)])
     return {"mean": np.transpose(arrays[0], order), "variance": np.transpose(arrays[1], order)}

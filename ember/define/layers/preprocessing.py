@@ -32,12 +32,13 @@ class Rescaling(Layer):
 
 def broadcast_statistic(value, kept_shape):
     """A mean or variance as Keras' Normalization takes it (a scalar, or an array whose axes line
-    up with the last kept axes) -> an array of `kept_shape`, one value per kept position."""
-    value = np.asarray(value, dtype="float32")
-    leading = len(kept_shape) - value.ndim
+    up with the last kept axes) -> a float32 tensor of `kept_shape`, one value per kept position.
+    Made on the default device: on the meta device (from_keras) it allocates nothing."""
+    value = torch.as_tensor(value, dtype=torch.float32)
+    leading = len(kept_shape) - value.dim()
     if leading < 0:
-        raise ValueError(f"a statistic of shape {value.shape} has more axes than the kept axes {kept_shape}")
-    return np.broadcast_to(value.reshape((1,) * leading + value.shape), kept_shape).copy()
+        raise ValueError(f"a statistic of shape {tuple(value.shape)} has more axes than the kept axes {kept_shape}")
+    return value.reshape((1,) * leading + tuple(value.shape)).expand(kept_shape).clone()
 
 
 class Normalization(Layer):
@@ -64,11 +65,13 @@ class Normalization(Layer):
         self.kept_axes = tuple(sorted(a % rank for a in self.axis))
         kept_shape = tuple(int(input_shape[a - 1]) for a in self.kept_axes)
         self.broadcast_shape = tuple(input_shape[a - 1] if a in self.kept_axes else 1 for a in range(1, rank))
-        mean, variance = (np.zeros(kept_shape, "float32"), np.ones(kept_shape, "float32")) \
-            if self.given_mean is None else (broadcast_statistic(self.given_mean, kept_shape),
-                                             broadcast_statistic(self.given_variance, kept_shape))
-        self.register_buffer("mean", torch.from_numpy(mean))
-        self.register_buffer("variance", torch.from_numpy(variance))
+        if self.given_mean is None:
+            mean, variance = torch.zeros(kept_shape), torch.ones(kept_shape)
+        else:
+            mean = broadcast_statistic(self.given_mean, kept_shape)
+            variance = broadcast_statistic(self.given_variance, kept_shape)
+        self.register_buffer("mean", mean)
+        self.register_buffer("variance", variance)
 
     def forward(self, x):
         if tuple(x.shape[a] for a in self.kept_axes) != tuple(self.mean.shape):
@@ -91,8 +94,7 @@ class Normalization(Layer):
         total_count = 0
         for batch in batches:
             batch = batch[0] if isinstance(batch, (tuple, list)) else batch
-            batch = torch.as_tensor(np.asarray(batch) if not isinstance(batch, torch.Tensor) else batch,
-                                    dtype=torch.float32)
+            batch = torch.as_tensor(batch, dtype=torch.float32)
             if not self.built:
                 self.build_for(tuple(batch.shape[1:]))
             if tuple(batch.shape[a] for a in self.kept_axes) != tuple(self.mean.shape):
