@@ -11,17 +11,17 @@ from ember.define.layers.base import ImageLayer
 def edge_pairs(value, spatial_dims, argument):
     """Keras' spellings of per-edge amounts -> ((before, after), ...) for each spatial axis."""
     if isinstance(value, int):
-        return ((value, value),) * spatial_dims
+        value = (value,) * spatial_dims
     value = tuple(value)
     if spatial_dims == 1 and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return (value,)
+        value = (value,)
     if len(value) != spatial_dims:
         raise ValueError(f"{argument} must be an int, {spatial_dims} ints or {spatial_dims} (before, after) pairs, "
                          f"got {value!r}")
     pairs = tuple((v, v) if isinstance(v, int) else tuple(v) for v in value)
-    if any(len(pair) != 2 or min(pair) < 0 for pair in pairs):
-        raise ValueError(f"{argument} must hold non-negative (before, after) pairs, got {value!r}")
-    return tuple((int(before), int(after)) for before, after in pairs)
+    if any(len(pair) != 2 or not all(isinstance(v, int) and v >= 0 for v in pair) for pair in pairs):
+        raise ValueError(f"{argument} must hold non-negative integer (before, after) pairs, got {value!r}")
+    return pairs
 
 
 class _ZeroPadding(ImageLayer):

@@ -42,5 +42,7 @@ def test_errors_name_what_was_expected():
         L.Cropping2D(((2, 3), (0, 0)), data_format="channels_last", input_shape=(5, 6, 3))
     with pytest.raises(ValueError, match=r"2 \(before, after\) pairs, got \(1, 2, 3\)"):
         L.ZeroPadding2D((1, 2, 3))
+    with pytest.raises(ValueError, match=r"non-negative integer \(before, after\) pairs, got \(-1, -1\)"):
+        L.Cropping2D(-1)
     with pytest.raises(ShapeError):
         L.ZeroPadding2D(1, data_format="channels_last")(torch.zeros(2, 5, 3))
