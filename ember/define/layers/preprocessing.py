@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ember.config import normalize_data_format
 from ember.define.layers.base import Layer
 
 # Keras' backend.epsilon(): the smallest standard deviation Normalization divides by.
@@ -16,9 +17,9 @@ class Rescaling(Layer):
     """`x * scale + offset`. A list `scale` or `offset` holds one value per channel: the last axis
     with data_format "channels_last", axis 1 with "channels_first" (Keras reshapes it so)."""
 
-    def __init__(self, scale, offset=0.0, *, data_format="channels_last", input_shape=None, name=None):
+    def __init__(self, scale, offset=0.0, *, data_format=None, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
-        self.scale, self.offset, self.data_format = scale, offset, data_format
+        self.scale, self.offset, self.data_format = scale, offset, normalize_data_format(data_format)
 
     def _per_channel(self, value, x):
         if not isinstance(value, (list, tuple)):
@@ -28,6 +29,12 @@ class Rescaling(Layer):
 
     def forward(self, x):
         return x * self._per_channel(self.scale, x) + self._per_channel(self.offset, x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
 
 
 def broadcast_statistic(value, kept_shape):
