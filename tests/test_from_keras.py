@@ -15,7 +15,7 @@ from ember.define import layers as L
 
 DATA = Path(__file__).parent / "data" / "keras"
 TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "text": 1e-4, "resampling": 1e-5,
-             "decoder": 1e-5}
+             "decoder": 1e-5, "sequence": 1e-5}
 
 
 @pytest.fixture(scope="session")

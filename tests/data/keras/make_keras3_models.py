@@ -103,9 +103,19 @@ def decoder():
     return keras.Model(code, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(x)))
 
 
+def sequence():
+    # The one-dimensional padding, cropping, upsampling, transposed convolution and spatial dropout.
+    steps = keras.Input((12, 4))
+    x = layers.Conv1DTranspose(6, 3, strides=2, padding="same")(layers.ZeroPadding1D((1, 2))(steps))
+    x = layers.Cropping1D((2, 1))(layers.UpSampling1D(3)(x))
+    x = layers.Conv1D(5, 3, activation="relu")(layers.SpatialDropout1D(0.2)(x))
+    return keras.Model(steps, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
+
+
 MODELS = {"seed_convnet": (seed_convnet, (28, 28, 1), 10), "resnet_block": (resnet_block, (16, 16, 3), 5),
           "separable": (separable, (15, 15, 3), 4), "text": (text, "tokens", 3),
-          "resampling": (resampling, (9, 10, 3), 3), "decoder": (decoder, (5, 6, 4), 3)}
+          "resampling": (resampling, (9, 10, 3), 3), "decoder": (decoder, (5, 6, 4), 3),
+          "sequence": (sequence, (12, 4), 3)}
 
 
 def main(out):
