@@ -19,10 +19,11 @@ for name in names:
     # Logits, not probabilities: a softmax over 1000 classes would hide differences.
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classifier_activation=None)
     for layer in model.layers:  # statistics far from 0 and 1, so that arrays in the wrong order show
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") if index in (0, 3)
-                               else rng.normal(0, 0.2, w.shape).astype("float32")
-                               for index, w in enumerate(layer.get_weights())])
+        if isinstance(layer, keras.layers.BatchNormalization):  # by name: scale=False has no gamma
+            for variable in layer.weights:
+                positive = variable.name in ("gamma", "moving_variance")
+                variable.assign(rng.uniform(0.5, 1.5, variable.shape) if positive
+                                else rng.normal(0, 0.2, variable.shape))
     x = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
     np.save(out / f"{name}_inputs.npy", x)
     np.save(out / f"{name}_predictions.npy", model.predict(x, verbose=0))
