@@ -355,8 +355,19 @@ def _build_center_crop(config, layout, shape, keras2=False):
                          name=config["name"])], layout
 
 
+def _serialized_array(value):
+    """A number or list, or a numpy array or tensor as Keras serializes it:
+    {"class_name": "__numpy__" or "__tensor__", "config": {"value": [...], "dtype": ...}}."""
+    if isinstance(value, dict) and value.get("class_name") in ("__numpy__", "__tensor__"):
+        value = value.get("config", {}).get("value")
+    flat = value if isinstance(value, list) else [value]
+    if not flat or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+        raise UnsupportedConfig(f"a value {value!r} that is not a number or a list of numbers")
+    return value
+
+
 def _build_rescaling(config, layout, shape, keras2=False):
-    return [L.Rescaling(config["scale"], config.get("offset", 0.0),
+    return [L.Rescaling(_serialized_array(config["scale"]), _serialized_array(config.get("offset", 0.0)),
                         data_format="channels_first" if layout == CHANNELS_FIRST else "channels_last",
                         name=config["name"])], layout
 
