@@ -406,6 +406,10 @@ def _build_merge(cls):
     return build
 
 
+def _build_scaled_add(config, layout, shape, keras2=False):
+    return [L.ScaledAdd(config["scale"], name=config["name"])], layout
+
+
 def _build_concatenate(config, layout, shape, keras2=False):
     return [L.Concatenate(axis=_channel_axis(config.get("axis", -1), layout, shape), name=config["name"])], layout
 
@@ -522,6 +526,7 @@ KERAS_LAYERS = {
     "Maximum": KerasLayer(_build_merge(L.Maximum), accepts=_IMAGE),
     "Minimum": KerasLayer(_build_merge(L.Minimum), accepts=_IMAGE),
     "Concatenate": KerasLayer(_build_concatenate, accepts=_IMAGE),
+    "CustomScaleLayer": KerasLayer(_build_scaled_add, accepts=_IMAGE),  # InceptionResNetV2's
     "LSTM": KerasLayer(_build_recurrent(L.LSTM), _lstm_weights),
     "GRU": KerasLayer(_build_recurrent(L.GRU), _gru_weights),
 }

@@ -4,8 +4,8 @@ from ember.define.layers.conv import Conv1D, Conv2D
 from ember.define.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from ember.define.layers.core import (ELU, Activation, Dense, Dropout, Embedding, Flatten, LayerScale, LeakyReLU,
                                       PReLU, ReLU, Reshape, Softmax)
-from ember.define.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
-                                         concatenate, maximum, minimum, multiply, subtract)
+from ember.define.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, ScaledAdd, Subtract,
+                                         add, average, concatenate, maximum, minimum, multiply, subtract)
 from ember.define.layers.noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from ember.define.layers.normalization import (BatchNorm, BatchNormalization, GroupNormalization, LayerNorm,
                                                LayerNormalization, UnitNormalization)

@@ -1,4 +1,4 @@
-"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate.
+"""Merge layers: Add, Subtract, Multiply, ScaledAdd, Average, Maximum, Minimum, Concatenate.
 
 Called like Keras' with a list of tensors: `Add()([a, b])`. They hold no parameters. The
 elementwise ones broadcast as Keras' do: shapes without the batch axis line up from the last
@@ -60,6 +60,20 @@ class Subtract(_Merge):
 class Multiply(_Merge):
     def merge(self, inputs):
         return functools.reduce(torch.mul, inputs)
+
+
+class ScaledAdd(_Merge):
+    """`inputs[0] + inputs[1] * scale`: a residual branch scaled before it joins the shortcut
+    (InceptionResNetV2's CustomScaleLayer)."""
+
+    def __init__(self, scale, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.scale = float(scale)
+
+    def merge(self, inputs):
+        if len(inputs) != 2:
+            raise self.shape_error("exactly 2 tensors: the shortcut and the branch to scale", f"{len(inputs)} tensors")
+        return inputs[0] + inputs[1] * self.scale
 
 
 class Average(_Merge):

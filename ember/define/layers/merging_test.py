@@ -33,3 +33,16 @@ def test_shapes_that_do_not_broadcast_are_a_shape_error():
         L.Multiply()([torch.zeros(2, 4, 5, 3), torch.zeros(2, 2)])
     with pytest.raises(ShapeError, match="sizes equal or 1"):
         L.Add()([ember.Input((4, 5, 3)), ember.Input((5, 2))])
+
+
+def test_scaled_add_matches_inception_resnet_v2s_custom_scale_layer():
+    k = keras()
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    a, b = k.Input(IMAGE.shape[1:]), k.Input(IMAGE.shape[1:])
+    expected = k.Model([a, b], CustomScaleLayer(0.17)([a, b])).predict([IMAGE, IMAGE[::-1]], verbose=0)
+    got = L.ScaledAdd(0.17)([torch.from_numpy(IMAGE), torch.from_numpy(IMAGE[::-1].copy())]).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert L.ScaledAdd(**L.ScaledAdd(0.17).get_config()).scale == 0.17
+    with pytest.raises(ShapeError, match="exactly 2 tensors"):
+        L.ScaledAdd(0.5)([torch.zeros(1, 2)] * 3)
