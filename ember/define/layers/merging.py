@@ -30,11 +30,11 @@ class _Merge(Layer):
         rank = max(len(shape) for shape in shapes)
         out = []
         for sizes in zip(*[(1,) * (rank - len(shape)) + tuple(shape) for shape in shapes]):
-            wanted = {size for size in sizes if size != 1}
-            if len(wanted) > 1:
+            wanted = [size for size in sizes if size != 1]  # a list: symbolic sizes (export) cannot be hashed
+            if any(size != wanted[0] for size in wanted[1:]):
                 raise self.shape_error("shapes that broadcast: from the last axis, sizes equal or 1",
                                        [("batch",) + tuple(shape) for shape in shapes])
-            out.append(wanted.pop() if wanted else 1)
+            out.append(wanted[0] if wanted else 1)
         return tuple(out)
 
     def build_for(self, input_shapes):
