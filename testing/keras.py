@@ -87,7 +87,14 @@ tokens = keras.Input((5,), dtype="int32")
 t = layers.Embedding(7, 3)(tokens)
 t = layers.GRU(2)(layers.LSTM(2, return_sequences=True)(t))
 text = keras.Model(tokens, layers.Dense(2)(t))
-for name, model in {"convnet": convnet, "functional": functional, "text": text}.items():
+picture = keras.Input((6, 6, 2))
+p = layers.Normalization(mean=[1.0, 2.0], variance=[4.0, 9.0])(layers.Rescaling(0.5, offset=-1.0)(picture))
+p = layers.Conv2DTranspose(3, 3, strides=2, padding="same")(layers.ZeroPadding2D(((0, 1), (1, 0)))(p))
+p = layers.GroupNormalization(3)(layers.Cropping2D(1)(layers.UpSampling2D(2, interpolation="bilinear")(p)))
+p = layers.Multiply()([p, layers.Reshape((1, 1, 3))(layers.GlobalAveragePooling2D()(p))])
+p = layers.Dropout(0.2, noise_shape=(None, 1, 1, 1))(p)
+resampling = keras.Model(picture, layers.Dense(2)(layers.GlobalAveragePooling2D()(p)))
+for name, model in {"convnet": convnet, "functional": functional, "text": text, "resampling": resampling}.items():
     model.save(out / f"{name}.keras")
     model.save(out / f"{name}.h5")
     model.save_weights(out / f"{name}.weights.h5")
@@ -96,7 +103,8 @@ for name, model in {"convnet": convnet, "functional": functional, "text": text}.
 
 def save_keras_models(folder) -> Path:
     """Small models saved by Keras 3 itself in `folder`: convnet (Sequential), functional
-    (BatchNormalization, Add) and text (Embedding, LSTM, GRU), each as NAME.keras, NAME.h5
+    (BatchNormalization, Add), text (Embedding, LSTM, GRU) and resampling (padding, transposed
+    convolution, upsampling, preprocessing, broadcasting Multiply), each as NAME.keras, NAME.h5
     (legacy) and NAME.weights.h5. Takes about 10 s (importing Keras)."""
     folder = Path(folder)
     env = {**os.environ, "KERAS_BACKEND": "torch"}

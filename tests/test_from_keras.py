@@ -15,7 +15,7 @@ from ember.define import layers as L
 
 DATA = Path(__file__).parent / "data" / "keras"
 TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "text": 1e-4, "operations": 1e-5,
-             "nested": 1e-5}
+             "nested": 1e-5, "resampling": 1e-5, "decoder": 1e-5, "sequence": 1e-5}
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +116,9 @@ def test_converted_model_fine_tunes_saves_and_loads(keras_models, no_keras, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet_block", "text"])  # text: Embedding, LSTM, GRU (go_backwards), Conv1D
+# text: Embedding, LSTM, GRU (go_backwards), Conv1D; resampling and decoder: padding, cropping, resizing,
+# transposed convolutions, preprocessing and normalization layers, a broadcasting Multiply
+@pytest.mark.parametrize("name", ["resnet_block", "text", "resampling", "decoder"])
 def test_converted_model_exports_to_onnx(keras_models, no_keras, tmp_path, name):
     import onnxruntime
 

@@ -274,14 +274,10 @@ class _Builder:
         if class_name in MODEL_KINDS:
             return self.add_model(entry, refs, out_ref)
         spec = KERAS_LAYERS[class_name]
-        refs = [self.convert_layout(ref, spec.accepts) for ref in refs]
+        mixed = len({_layout_key(self.tensors[ref][1]) for ref in refs}) > 1  # they meet in Keras' layout
+        refs = [self.convert_layout(ref, (KERAS,) if mixed else spec.accepts) for ref in refs]
         shapes = [self.tensors[ref][0] for ref in refs]
-        layouts = {_layout_key(self.tensors[ref][1]) for ref in refs}
         layout = self.tensors[refs[0]][1]
-        if len(layouts) > 1:
-            self.problems.append(f"'{name}' ({class_name}) merges tensors of different layouts; load the model "
-                                 "with data_format='channels_last'")
-            return self.placeholder(out_ref, shapes[0])
         shape = shapes if list_input else shapes[0]
         try:
             modules, out_layout = spec.build(config, layout, shapes[0], keras2=self.keras2)

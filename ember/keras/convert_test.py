@@ -11,6 +11,7 @@ import ember
 from ember.saving import ModelFileError
 from ember.keras import UnsupportedKerasLayersError, from_keras
 from testing.keras import (BIAS, INPUT, KERNEL, functional_dense_config, keras3_weights, keras_tensor,
+                           peak_memory_of,
                            sequential_config, write_keras)
 from testing.keras import layer as _layer
 
@@ -265,3 +266,31 @@ def test_models_nested_too_deep_are_refused(tmp_path):
                  "config": {"name": f"block_{level}", "layers": [model], "build_input_shape": [None, 4]}}
     with pytest.raises(ModelFileError, match="models nest deeper than 16 levels"):
         from_keras(_write_keras(tmp_path / "m.keras", [INPUT, model], {}))
+def test_normalization_statistics_given_in_the_config_are_loaded_but_never_broadcast_to_gigabytes(tmp_path):
+    image = _layer("InputLayer", "input_layer", batch_shape=[None, 2, 2, 3])
+    given = _layer("Normalization", "normalization", axis=[-1], mean=[1.0, 2.0, 3.0], variance=[4.0, 4.0, 4.0])
+    model = from_keras(_write_keras(tmp_path / "m.keras", [image, given], {}))
+    x = torch.arange(12.0).reshape(1, 2, 2, 3)
+    assert torch.allclose(model(x), (x - torch.tensor([1.0, 2.0, 3.0])) / 2)
+    huge = dict(image, config={**image["config"], "batch_shape": [None, 4096, 4096, 3]})
+    everywhere = _layer("Normalization", "normalization", axis=[1, 2, 3], mean=0.0, variance=1.0)
+    path = _write_keras(tmp_path / "huge.keras", [huge, everywhere], {})
+    raised, peak = peak_memory_of(lambda: from_keras(path))
+    assert isinstance(raised, ModelFileError) and "broadcast to 50331648 values, more than 1048576" in str(raised)
+    assert peak < 100 * 2**20  # the statistics would take 400 MB
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_rescaling_by_a_serialized_numpy_array_scales_each_channel(tmp_path, data_format):
+    image = _layer("InputLayer", "input_layer", batch_shape=[None, 2, 2, 3])
+    scale = {"class_name": "__numpy__", "config": {"value": [1.0, 10.0, 100.0], "dtype": "float32"}}
+    model = from_keras(_write_keras(tmp_path / "m.keras", [image, _layer("Rescaling", "rescaling", scale=scale,
+                                                                            offset=1.0)], {}), data_format=data_format)
+    x = torch.ones(1, 2, 2, 3)
+    expected = torch.tensor([2.0, 11.0, 101.0]).expand(1, 2, 2, 3)
+    if data_format == "channels_first":
+        x, expected = x.permute(0, 3, 1, 2), expected.permute(0, 3, 1, 2)
+    assert torch.equal(model(x), expected)
+    bad = _layer("Rescaling", "rescaling", scale="1/255")
+    with pytest.raises(UnsupportedKerasLayersError, match="'rescaling' \\(Rescaling\\): a value '1/255' that is not"):
+        from_keras(_write_keras(tmp_path / "bad.keras", [image, bad], {}))

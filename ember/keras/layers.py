@@ -16,9 +16,13 @@ import torch
 
 from ember.define import layers as L
 from ember.define.activations import ACTIVATIONS
+from ember.define.layers.preprocessing import broadcast_statistic
+from ember.define.layers.resizing import TORCH_MODES
+from ember.define.layers.upsampling import INTERPOLATIONS
 
 KERAS = "keras"
 CHANNELS_FIRST = "channels_first"
+MAX_CONFIG_STATISTICS = 2**20  # values a Normalization's config may broadcast its given mean and variance to
 AXIS_ACTIVATIONS = ("softmax", "log_softmax", "glu", "sparsemax")  # computed along the last axis
 
 
@@ -31,6 +35,7 @@ class KerasLayer:
     build: object
     weights: object = None
     accepts: tuple = (KERAS,)
+    weights_in_config: bool = False  # its state may come from the config alone (no arrays in the file)
 
 
 def is_flat(layout):
@@ -280,15 +285,129 @@ def _build_softmax(config, layout, shape, keras2=False):
 
 
 def _build_dropout(config, layout, shape, keras2=False):
-    if config.get("noise_shape") is not None:
-        raise UnsupportedConfig("Dropout with noise_shape")
-    return [L.Dropout(config["rate"], name=config["name"])], layout
+    noise_shape = config.get("noise_shape")
+    if noise_shape is not None and layout == CHANNELS_FIRST:  # Keras' last axis is ember's axis 1
+        noise_shape = [noise_shape[0], noise_shape[-1], *noise_shape[1:-1]]
+    return [L.Dropout(config["rate"], noise_shape=noise_shape, name=config["name"])], layout
+
+
+def _build_edges(cls, argument):
+    def build(config, layout, shape, keras2=False):
+        return [cls(config[argument], data_format=_image_format(config, layout), name=config["name"])], layout
+    return build
+
+
+def _build_upsampling(cls):
+    def build(config, layout, shape, keras2=False):
+        interpolation = config.get("interpolation", "nearest")
+        if interpolation not in INTERPOLATIONS:
+            raise UnsupportedConfig(f"interpolation={interpolation!r}")
+        extra = {"interpolation": interpolation} if cls is L.UpSampling2D else {}
+        return [cls(config.get("size", 2), **extra, data_format=_image_format(config, layout),
+                    name=config["name"])], layout
+    return build
+
+
+def _build_group_norm(config, layout, shape, keras2=False):
+    return [L.GroupNormalization(config.get("groups", 32), _channel_axis(config.get("axis", -1), layout, shape),
+                                 config.get("epsilon", 1e-3), config.get("center", True), config.get("scale", True),
+                                 name=config["name"])], layout
+
+
+def _build_unit_norm(config, layout, shape, keras2=False):
+    axis = config.get("axis", -1)
+    axes = [_channel_axis(a, layout, shape) for a in ([axis] if isinstance(axis, int) else axis)]
+    return [L.UnitNormalization(axes, name=config["name"])], layout
+
+
+def _build_noise(cls, argument):
+    def build(config, layout, shape, keras2=False):
+        return [cls(config[argument], name=config["name"])], layout
+    return build
+
+
+def _build_spatial_dropout(cls):
+    def build(config, layout, shape, keras2=False):
+        return [cls(config["rate"], data_format=_image_format(config, layout), name=config["name"])], layout
+    return build
+
+
+def _build_layer_scale(config, layout, shape, keras2=False):
+    return [L.LayerScale(config["init_values"], config["projection_dim"], name=config["name"])], layout
+
+
+def _layer_scale_weights(arrays, config, layout, shape):
+    return {"gamma": arrays[0]}
+
+
+def _build_resizing(config, layout, shape, keras2=False):
+    interpolation = config.get("interpolation", "bilinear")
+    if interpolation not in TORCH_MODES or config.get("pad_to_aspect_ratio"):
+        raise UnsupportedConfig(f"Resizing with interpolation={interpolation!r}, "
+                                f"pad_to_aspect_ratio={config.get('pad_to_aspect_ratio')!r}")
+    return [L.Resizing(config["height"], config["width"], interpolation, config.get("crop_to_aspect_ratio", False),
+                       config.get("antialias", False), data_format=_image_format(config, layout),
+                       name=config["name"])], layout
+
+
+def _build_center_crop(config, layout, shape, keras2=False):
+    return [L.CenterCrop(config["height"], config["width"], data_format=_image_format(config, layout),
+                         name=config["name"])], layout
+
+
+def _serialized_array(value):
+    """A number or list, or a numpy array or tensor as Keras serializes it:
+    {"class_name": "__numpy__" or "__tensor__", "config": {"value": [...], "dtype": ...}}."""
+    if isinstance(value, dict) and value.get("class_name") in ("__numpy__", "__tensor__"):
+        value = value.get("config", {}).get("value")
+    flat = value if isinstance(value, list) else [value]
+    if not flat or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+        raise UnsupportedConfig(f"a value {value!r} that is not a number or a list of numbers")
+    return value
+
+
+def _build_rescaling(config, layout, shape, keras2=False):
+    return [L.Rescaling(_serialized_array(config["scale"]), _serialized_array(config.get("offset", 0.0)),
+                        data_format="channels_first" if layout == CHANNELS_FIRST else "channels_last",
+                        name=config["name"])], layout
+
+
+def _normalization_axes(config, layout, shape):
+    axis = config.get("axis", -1)
+    axes = [] if axis is None else [axis] if isinstance(axis, int) else list(axis)
+    return [_channel_axis(a, layout, shape) for a in axes], [a % (len(shape) + 1) for a in axes]
+
+
+def _build_normalization(config, layout, shape, keras2=False):
+    ember_axes, _ = _normalization_axes(config, layout, shape)
+    return [L.Normalization(ember_axes, invert=config.get("invert", False), name=config["name"])], layout
+
+
+def _normalization_weights(arrays, config, layout, shape):
+    """Keras keeps a given mean and variance in the config and adapted ones in the file
+    (mean, variance, count); either way they go to the layer's buffers, in ember's axis order."""
+    ember_axes, keras_axes = _normalization_axes(config, layout, shape)
+    keras_shape = shape[1:] + shape[:1] if layout == CHANNELS_FIRST else shape
+    kept_shape = tuple(keras_shape[a - 1] for a in sorted(keras_axes))
+    if config.get("mean") is not None:
+        count = int(np.prod(kept_shape, dtype=object))
+        if count > MAX_CONFIG_STATISTICS:  # a few bytes of config must not allocate gigabytes at load time
+            raise ValueError(f"the config's mean and variance broadcast to {count} values, more than "
+                             f"{MAX_CONFIG_STATISTICS}")
+        arrays = [broadcast_statistic(config[key], kept_shape).numpy() for key in ("mean", "variance")]
+    # kept axes in Keras' sorted order -> in ember's sorted order
+    order = np.argsort([ember_axes[keras_axes.index(a)] for a in sorted(keras_axes)])
+    return {"mean": np.transpose(arrays[0], order), "variance": np.transpose(arrays[1], order)}
 
 
 def _build_merge(cls):
     def build(config, layout, shape, keras2=False):
         return [cls(name=config["name"])], layout
     return build
+
+
+def _build_scaled_add(config, layout, shape, keras2=False):
+    return [L.ScaledAdd(config["scale"], name=config["name"])], layout
 
 
 def _build_concatenate(config, layout, shape, keras2=False):
@@ -354,6 +473,10 @@ KERAS_LAYERS = {
     "Dense": KerasLayer(_build_dense, _dense_weights, (KERAS, "flat")),
     "Conv1D": KerasLayer(_build_conv(L.Conv1D, ("filters", "groups")), _conv_weights, _IMAGE),
     "Conv2D": KerasLayer(_build_conv(L.Conv2D, ("filters", "groups")), _conv_weights, _IMAGE),
+    "Conv1DTranspose": KerasLayer(_build_conv(L.Conv1DTranspose, ("filters", "output_padding")), _conv_weights,
+                                  _IMAGE),
+    "Conv2DTranspose": KerasLayer(_build_conv(L.Conv2DTranspose, ("filters", "output_padding")), _conv_weights,
+                                  _IMAGE),
     "DepthwiseConv2D": KerasLayer(_build_conv(L.DepthwiseConv2D, ("depth_multiplier",)), _depthwise_weights,
                                   _IMAGE),
     "SeparableConv2D": KerasLayer(_build_conv(L.SeparableConv2D, ("filters", "depth_multiplier")),
@@ -370,8 +493,25 @@ KERAS_LAYERS = {
     "Reshape": KerasLayer(_build_reshape),
     "Permute": KerasLayer(_build_permute),
     "Dropout": KerasLayer(_build_dropout, accepts=_ANY),
+    "ZeroPadding1D": KerasLayer(_build_edges(L.ZeroPadding1D, "padding"), accepts=_IMAGE),
+    "ZeroPadding2D": KerasLayer(_build_edges(L.ZeroPadding2D, "padding"), accepts=_IMAGE),
+    "Cropping1D": KerasLayer(_build_edges(L.Cropping1D, "cropping"), accepts=_IMAGE),
+    "Cropping2D": KerasLayer(_build_edges(L.Cropping2D, "cropping"), accepts=_IMAGE),
+    "UpSampling1D": KerasLayer(_build_upsampling(L.UpSampling1D), accepts=_IMAGE),
+    "UpSampling2D": KerasLayer(_build_upsampling(L.UpSampling2D), accepts=_IMAGE),
+    "Resizing": KerasLayer(_build_resizing, accepts=_IMAGE),
+    "CenterCrop": KerasLayer(_build_center_crop, accepts=_IMAGE),
+    "Rescaling": KerasLayer(_build_rescaling, accepts=_IMAGE),
+    "Normalization": KerasLayer(_build_normalization, _normalization_weights, _IMAGE, weights_in_config=True),
     "BatchNormalization": KerasLayer(_build_batch_norm, _batch_norm_weights, _ANY),
     "LayerNormalization": KerasLayer(_build_layer_norm, _layer_norm_weights),
+    "GroupNormalization": KerasLayer(_build_group_norm, _layer_norm_weights, _IMAGE),
+    "UnitNormalization": KerasLayer(_build_unit_norm, accepts=_IMAGE),
+    "LayerScale": KerasLayer(_build_layer_scale, _layer_scale_weights),
+    "SpatialDropout1D": KerasLayer(_build_spatial_dropout(L.SpatialDropout1D), accepts=_IMAGE),
+    "SpatialDropout2D": KerasLayer(_build_spatial_dropout(L.SpatialDropout2D), accepts=_IMAGE),
+    "GaussianNoise": KerasLayer(_build_noise(L.GaussianNoise, "stddev"), accepts=_ANY),
+    "GaussianDropout": KerasLayer(_build_noise(L.GaussianDropout, "rate"), accepts=_ANY),
     "Embedding": KerasLayer(_build_embedding, _embedding_weights),
     "Activation": KerasLayer(_build_activation, accepts=_ANY),
     "ReLU": KerasLayer(_build_relu, accepts=_ANY),
@@ -386,6 +526,7 @@ KERAS_LAYERS = {
     "Maximum": KerasLayer(_build_merge(L.Maximum), accepts=_IMAGE),
     "Minimum": KerasLayer(_build_merge(L.Minimum), accepts=_IMAGE),
     "Concatenate": KerasLayer(_build_concatenate, accepts=_IMAGE),
+    "CustomScaleLayer": KerasLayer(_build_scaled_add, accepts=_IMAGE),  # InceptionResNetV2's
     "LSTM": KerasLayer(_build_recurrent(L.LSTM), _lstm_weights),
     "GRU": KerasLayer(_build_recurrent(L.GRU), _gru_weights),
 }
@@ -402,13 +543,13 @@ def convert_weights(class_name, arrays, module, config, layout, shape):
     a file's arrays for one layer, converted and checked against `module`'s state (its shapes
     only: the module may still be on the meta device). (None, None) for a layer without weights."""
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    convert = KERAS_LAYERS[class_name].weights
+    spec = KERAS_LAYERS[class_name]
     if not expected:
         return None, (f"the file has {len(arrays)} arrays for a layer without weights" if arrays else None)
-    if not arrays:
+    if not arrays and not spec.weights_in_config:
         return None, f"no weights in the file for a layer with {expected}"
     try:
-        converted = convert(arrays, config, layout, shape)
+        converted = spec.weights(arrays, config, layout, shape)
     except (IndexError, ValueError, TypeError) as error:
         return None, f"file arrays {[tuple(a.shape) for a in arrays]} do not fit ({error})"
     got = {k: tuple(np.shape(v)) for k, v in converted.items()}

@@ -8,7 +8,7 @@ meaning, which a functional model records by name (so it saves as JSON and loads
 """
 from dataclasses import dataclass
 
-from ember.keras.layers import UnsupportedConfig
+from ember.keras.layers import KERAS_LAYERS, UnsupportedConfig
 from ember.keras.model_config import DTYPES
 
 
@@ -58,10 +58,15 @@ UNSUPPORTED_NOTES = {
 def is_operation(entry) -> bool:
     """Whether a config entry is a Keras operation rather than a layer (`Add`, `Multiply`,
     `Reshape`... name both). Legacy `.h5` files drop `module`; there a layer's config holds the
-    options every Keras layer has (`trainable`), an operation's only its name and arguments."""
+    options every Keras layer has (`trainable`), an operation's only its name and arguments. A few
+    Keras layers (SpatialDropout2D) leave `trainable` out: a layer class ember converts that names
+    no operation is a layer either way."""
     if "module" in entry:  # None for custom layers in .keras files
         return str(entry["module"]).startswith("keras.src.ops.")
-    return entry["class_name"] != "InputLayer" and "trainable" not in entry["config"]
+    class_name = entry["class_name"]
+    if class_name == "InputLayer" or class_name in KERAS_LAYERS and class_name not in KERAS_OPERATIONS:
+        return False
+    return "trainable" not in entry["config"]
 
 
 def operation_call(class_name, config, args):

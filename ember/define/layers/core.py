@@ -90,6 +90,24 @@ class PReLU(Layer):
         return tuple(input_shape)
 
 
+class LayerScale(Layer):
+    """`x * gamma`, a learned scale per feature of the last axis, started at `init_values` (ConvNeXt's)."""
+
+    def __init__(self, init_values, projection_dim, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.init_values, self.projection_dim = float(init_values), int(projection_dim)
+        self.gamma = nn.Parameter(torch.full((self.projection_dim,), self.init_values))
+        self.built = True
+
+    def forward(self, x):
+        if x.shape[-1] != self.projection_dim:
+            raise self.shape_error(("batch", "...", self.projection_dim), tuple(x.shape))
+        return x * self.gamma
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
 class Softmax(Layer):
     def __init__(self, axis=-1, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
@@ -103,14 +121,27 @@ class Softmax(Layer):
 
 
 class Dropout(Layer):
-    def __init__(self, rate, *, input_shape=None, name=None):
+    """Zeroes a `rate` share of the inputs while training and scales the rest by 1 / (1 - rate).
+    `noise_shape` (with the batch axis, None for the input's size, as Keras) drops whole slices:
+    (None, 1, 1, 1) keeps or drops each sample entirely (EfficientNet's stochastic depth)."""
+
+    def __init__(self, rate, noise_shape=None, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate}")
         self.rate = float(rate)
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
 
     def forward(self, x):
-        return F.dropout(x, self.rate, self.training)
+        if self.noise_shape is None:
+            return F.dropout(x, self.rate, self.training)
+        if len(self.noise_shape) != x.dim():
+            raise self.shape_error(f"{len(self.noise_shape)} axes, as noise_shape={self.noise_shape}", tuple(x.shape))
+        if not self.training or self.rate == 0.0:
+            return x
+        shape = [size if wanted is None else wanted for size, wanted in zip(x.shape, self.noise_shape)]
+        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.rate)
+        return x * keep / (1.0 - self.rate)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -1,6 +1,9 @@
-"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate.
+"""Merge layers: Add, Subtract, Multiply, ScaledAdd, Average, Maximum, Minimum, Concatenate.
 
-Called like Keras' with a list of tensors: `Add()([a, b])`. They hold no parameters.
+Called like Keras' with a list of tensors: `Add()([a, b])`. They hold no parameters. The
+elementwise ones broadcast as Keras' do: shapes without the batch axis line up from the last
+axis, a shorter one gains axes of size 1 after the batch axis, and sizes must be equal or 1
+(EfficientNet's squeeze-and-excitation multiplies (N, H, W, C) by (N, 1, 1, C)).
 """
 import functools
 
@@ -18,16 +21,28 @@ class _Merge(Layer):
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
             raise self.shape_error("a list of at least 2 tensors", type(inputs).__name__)
         # Compared without the batch axis, which is symbolic when the model is exported.
-        if any(tuple(x.shape[1:]) != tuple(inputs[0].shape[1:]) for x in inputs):
-            raise self.shape_error("tensors of one shape", [tuple(x.shape) for x in inputs])
-        return self.merge(list(inputs))
+        self.broadcast_shape([tuple(x.shape[1:]) for x in inputs])
+        rank = max(x.dim() for x in inputs)
+        return self.merge([x.reshape(x.shape[:1] + (1,) * (rank - x.dim()) + x.shape[1:]) for x in inputs])
+
+    def broadcast_shape(self, shapes):
+        """The shape (no batch axis) the inputs broadcast to, or a ShapeError naming them all."""
+        rank = max(len(shape) for shape in shapes)
+        out = []
+        for sizes in zip(*[(1,) * (rank - len(shape)) + tuple(shape) for shape in shapes]):
+            wanted = [size for size in sizes if size != 1]  # a list: symbolic sizes (export) cannot be hashed
+            if any(size != wanted[0] for size in wanted[1:]):
+                raise self.shape_error("shapes that broadcast: from the last axis, sizes equal or 1",
+                                       [("batch",) + tuple(shape) for shape in shapes])
+            out.append(wanted[0] if wanted else 1)
+        return tuple(out)
 
     def build_for(self, input_shapes):
         self.output_shape = self.compute_output_shape(input_shapes)
         return self.output_shape
 
     def compute_output_shape(self, input_shapes):
-        return tuple(input_shapes[0])
+        return self.broadcast_shape(input_shapes)
 
 
 class Add(_Merge):
@@ -45,6 +60,20 @@ class Subtract(_Merge):
 class Multiply(_Merge):
     def merge(self, inputs):
         return functools.reduce(torch.mul, inputs)
+
+
+class ScaledAdd(_Merge):
+    """`inputs[0] + inputs[1] * scale`: a residual branch scaled before it joins the shortcut
+    (InceptionResNetV2's CustomScaleLayer)."""
+
+    def __init__(self, scale, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.scale = float(scale)
+
+    def merge(self, inputs):
+        if len(inputs) != 2:
+            raise self.shape_error("exactly 2 tensors: the shortcut and the branch to scale", f"{len(inputs)} tensors")
+        return inputs[0] + inputs[1] * self.scale
 
 
 class Average(_Merge):

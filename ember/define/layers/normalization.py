@@ -1,4 +1,5 @@
-"""BatchNorm and LayerNorm with Keras' defaults (epsilon 1e-3, momentum 0.99)."""
+"""BatchNorm, LayerNorm and GroupNormalization with Keras' defaults (epsilon 1e-3, momentum 0.99), and
+UnitNormalization (each vector scaled to length 1)."""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,6 +78,55 @@ class LayerNorm(Layer):
         if x.shape[-1] != self.normalized_shape[0]:
             raise self.shape_error(("batch", "...", self.normalized_shape[0]), tuple(x.shape))
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class GroupNormalization(Layer):
+    """Normalises each sample over groups of `groups` consecutive channels (and every other axis) with
+    the group's mean and biased variance, then scales and shifts per channel: Keras' layer, on the
+    channel axis `axis` (counted with the batch axis)."""
+
+    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.groups, self.axis, self.epsilon = int(groups), int(axis), float(epsilon)
+        self.center, self.scale = center, scale
+
+    def build(self, input_shape):
+        rank = len(input_shape) + 1
+        if not -rank <= self.axis < rank or self.axis % rank == 0:
+            raise self.shape_error(f"a channel axis {self.axis} other than the batch axis", ("batch",) + input_shape)
+        self.channel_axis = self.axis % rank
+        n = int(input_shape[self.channel_axis - 1])
+        if n % self.groups:
+            raise self.shape_error(f"channels on axis {self.axis} divisible by groups={self.groups}",
+                                   ("batch",) + tuple(input_shape))
+        self.num_channels = n
+        self.weight = nn.Parameter(torch.ones(n)) if self.scale else None
+        self.bias = nn.Parameter(torch.zeros(n)) if self.center else None
+
+    def forward(self, x):
+        if x.shape[self.channel_axis] != self.num_channels:
+            raise self.shape_error(f"{self.num_channels} channels on axis {self.channel_axis}", tuple(x.shape))
+        y = F.group_norm(x.movedim(self.channel_axis, 1), self.groups, self.weight, self.bias, self.epsilon)
+        return y.movedim(1, self.channel_axis)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class UnitNormalization(Layer):
+    """`x / ||x||` along `axis` (an int or a list, counted with the batch axis), as Keras:
+    `x * min(rsqrt(sum(x ** 2)), 1e12)`, so a zero vector stays zero."""
+
+    def __init__(self, axis=-1, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.axis = int(axis) if isinstance(axis, int) else tuple(int(a) for a in axis)
+
+    def forward(self, x):
+        inverse_norm = x.square().sum(dim=self.axis, keepdim=True).rsqrt().clamp_max(1e12)
+        return x * inverse_norm
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

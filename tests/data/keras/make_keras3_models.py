@@ -119,10 +119,53 @@ def operations():
     return keras.Model(image, layers.Dense(5, activation="softmax")(x))
 
 
+def resampling():
+    # The layers keras.applications add around convolutions: padding, cropping, upsampling, preprocessing
+    # inside the model, per-sample dropout and squeeze-and-excitation's broadcasting multiply.
+    image = keras.Input((9, 10, 3))
+    adapted = layers.Normalization(axis=(1, 3))  # a mean per row and channel: (9, 3) arrays in the file
+    adapted.adapt(np.random.default_rng(1).uniform(0, 255, (32, 9, 10, 3)).astype("float32"))
+    x = layers.Rescaling([1 / 127.5, 1 / 100, 1 / 50], offset=-1.0)(adapted(image))
+    x = layers.Normalization(mean=[0.1, -0.2, 0.3], variance=[0.5, 2.0, 1.5])(x)
+    x = layers.ZeroPadding2D(((0, 1), (2, 1)))(x)
+    x = layers.Conv2D(6, 3, strides=2)(x)
+    squeeze = layers.Reshape((1, 1, 6))(layers.GlobalAveragePooling2D()(x))
+    x = layers.Multiply()([x, layers.Dense(6, activation="sigmoid")(squeeze)])
+    x = layers.Dropout(0.3, noise_shape=(None, 1, 1, 1))(x)
+    x = layers.UpSampling2D((2, 3), interpolation="bilinear")(x)
+    x = layers.Cropping2D(((1, 0), (2, 3)))(x)
+    x = layers.UpSampling2D(2)(layers.Conv2D(4, 3, activation="relu")(x))
+    x = layers.CenterCrop(7, 9)(layers.Resizing(8, 11, crop_to_aspect_ratio=True)(x))
+    return keras.Model(image, layers.Dense(3, activation="softmax")(layers.Flatten()(x)))
+
+
+def decoder():
+    # Upsampling by transposed convolutions, with normalization and noise layers between them.
+    code = keras.Input((5, 6, 4))
+    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same")(code)
+    x = layers.GroupNormalization(4)(x)
+    x = layers.SpatialDropout2D(0.2)(layers.GaussianNoise(0.1)(x))
+    x = layers.Conv2DTranspose(6, (3, 2), strides=(2, 3), output_padding=(1, 0), activation="relu")(x)
+    x = layers.UnitNormalization()(layers.GaussianDropout(0.1)(x))
+    x = layers.Conv2D(2, 3, padding="same")(x)
+    return keras.Model(code, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(x)))
+
+
+def sequence():
+    # The one-dimensional padding, cropping, upsampling, transposed convolution and spatial dropout.
+    steps = keras.Input((12, 4))
+    x = layers.Conv1DTranspose(6, 3, strides=2, padding="same")(layers.ZeroPadding1D((1, 2))(steps))
+    x = layers.Cropping1D((2, 1))(layers.UpSampling1D(3)(x))
+    x = layers.Conv1D(5, 3, activation="relu")(layers.SpatialDropout1D(0.2)(x))
+    return keras.Model(steps, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
+
+
 MODELS = {"seed_convnet": (seed_convnet, (28, 28, 1), 10), "resnet_block": (resnet_block, (16, 16, 3), 5),
           "separable": (separable, (15, 15, 3), 4), "text": (text, "tokens", 3),
           "operations": (operations, (8, 8, 3), 5), "custom": (custom, (6,), 3),
-          "nested": (nested, (8, 8, 3), 5)}
+          "nested": (nested, (8, 8, 3), 5),
+          "resampling": (resampling, (9, 10, 3), 3), "decoder": (decoder, (5, 6, 4), 3),
+          "sequence": (sequence, (12, 4), 3)}
 
 
 def main(out):

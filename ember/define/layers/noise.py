@@ -1,0 +1,65 @@
+"""Regularisation by noise, active only while training (identity in eval mode, as Keras at inference):
+SpatialDropout1D/2D (whole channels dropped), GaussianNoise (added N(0, stddev)), GaussianDropout
+(multiplied by N(1, rate / (1 - rate)))."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ember.define.layers.base import ImageLayer, Layer
+
+
+class _SpatialDropout(ImageLayer):
+    """Drops whole channels of each sample (one draw per sample and channel, shared along the spatial
+    axes) and scales the kept ones by 1 / (1 - rate)."""
+
+    def __init__(self, rate, *, data_format=None, input_shape=None, name=None):
+        super().__init__(data_format=data_format, input_shape=input_shape, name=name)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{type(self).__name__} rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+
+    def forward(self, x):
+        if x.dim() != self.spatial_dims + 2:
+            raise self.shape_error(f"a {self.spatial_dims + 2}-d batch", tuple(x.shape))
+        return self.from_channels_first(self.dropout(self.to_channels_first(x), self.rate, self.training))
+
+
+class SpatialDropout1D(_SpatialDropout):
+    spatial_dims = 1
+    dropout = staticmethod(F.dropout1d)
+
+
+class SpatialDropout2D(_SpatialDropout):
+    spatial_dims = 2
+    dropout = staticmethod(F.dropout2d)
+
+
+class GaussianNoise(Layer):
+    def __init__(self, stddev, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.stddev = float(stddev)
+
+    def forward(self, x):
+        if not self.training or self.stddev <= 0:
+            return x
+        return x + torch.randn_like(x) * self.stddev
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class GaussianDropout(Layer):
+    def __init__(self, rate, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"GaussianDropout rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+
+    def forward(self, x):
+        if not self.training or self.rate <= 0:
+            return x
+        return x * (1.0 + torch.randn_like(x) * math.sqrt(self.rate / (1.0 - self.rate)))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
