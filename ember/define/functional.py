@@ -8,6 +8,7 @@ A layer called twice is one module (shared weights); a model can be called as a 
 """
 from torch import nn
 
+from ember.define.layers.base import default_name
 from ember.define.model import Model
 from ember.define.ops import OPS
 from ember.define.symbolic import SymbolicTensor, flatten
@@ -149,7 +150,7 @@ def _record_graph(inputs, outputs, name):
             continue
         if id(node.module) not in module_names:
             module_names[id(node.module)] = _unique(getattr(node.module, "name", None)
-                                                    or _snake(type(node.module).__name__), modules)
+                                                    or default_name(node.module), modules)
             modules[module_names[id(node.module)]] = node.module
             if getattr(node.module, "name", "") is None:
                 node.module.name = module_names[id(node.module)]
@@ -173,11 +174,6 @@ def _unique(base: str, taken: dict) -> str:
         count += 1
         name = f"{base}_{count}"
     return name
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() and i and name[i - 1].islower() else c.lower()
-                   for i, c in enumerate(name))
 
 
 # --- arguments as JSON: tensors by reference, constants as they are --------------------------------

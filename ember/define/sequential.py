@@ -1,7 +1,7 @@
 """`ember.Sequential`: a stack of layers whose sizes are inferred from one input shape."""
 from torch import nn
 
-from ember.define.layers.base import Layer
+from ember.define.layers.base import Layer, default_name
 from ember.define.model import Model
 from ember.define.shapes import infer_output_shape
 from ember.define.symbolic import SymbolicTensor
@@ -36,7 +36,7 @@ class Sequential(Model):
             raise TypeError(f"Sequential takes torch modules (and an ember.Input first), got {type(layer).__name__}")
         if isinstance(layer, Layer):
             if layer.name is None:
-                layer.name = self._unique_name(_snake(type(layer).__name__))
+                layer.name = self._unique_name(default_name(layer))
             if not self.layers and layer.input_shape is not None:
                 self.input_shape = tuple(layer.input_shape)
         self.layers.append(layer)
@@ -106,11 +106,3 @@ def _build(layer, shape):
         return layer.build_for(shape)
     return infer_output_shape(layer, shape)
 
-
-def _snake(name):
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and name[i - 1].islower():
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)

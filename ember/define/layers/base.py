@@ -118,3 +118,10 @@ class ImageLayer(Layer):
         config = super().get_config()
         config["data_format"] = self.data_format
         return config
+
+
+def default_name(module) -> str:
+    """The name a container gives an unnamed layer, as Keras does: its class name in snake case."""
+    name = type(module).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() and i and name[i - 1].islower() else c.lower()
+                   for i, c in enumerate(name))
