@@ -16,6 +16,8 @@ from ember.saving.registry import register_config_class
 
 
 class Functional(Model):
+    takes_structured_input = True  # fit passes a dict of inputs as one argument, keyed by input name
+
     def __init__(self, inputs=None, outputs=None, name=None):
         super().__init__()
         if inputs is None or outputs is None:
