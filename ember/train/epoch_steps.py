@@ -51,8 +51,8 @@ class StepsPerEpoch:
             batch = next(iterator, None)
             if batch is None:  # the pass ran out: this epoch ends here, the next one starts a new pass
                 self.pass_length, self._running = first + step, None
-                warnings.warn(f"{self.what}: the data ran out after {first + step} batches, before this epoch's "
-                              f"{self.steps} steps: the epoch ends here and the next one starts a new pass",
+                warnings.warn(f"{self.what}={self.steps}: the data ran out after {first + step} batches, so this "
+                              f"epoch ends after {step} steps and the next one starts a new pass",
                               RuntimeWarning, stacklevel=2)
                 return
             self._running = (data_pass, first + step + 1, iterator)

@@ -109,8 +109,9 @@ def test_steps_per_epoch_continues_the_data_and_a_short_pass_ends_the_epoch_as_i
         _model().fit(loader, epochs=3, steps_per_epoch=2, verbose=0, callbacks=[seen])
     assert seen.firsts == [0, 1, 0, 1, 0]  # batches 0-1, 2-3, then 4 and the pass is over
     x, y = np.random.rand(10, 3).astype("float32"), np.arange(10) % 2
-    history = _model().fit(x, y, batch_size=2, epochs=2, steps_per_epoch=3, validation_data=(x, y),
-                           validation_steps=1, verbose=0)
+    with pytest.warns(RuntimeWarning, match="ends after 2 steps"):  # 5 batches: 3 steps, then 2
+        history = _model().fit(x, y, batch_size=2, epochs=2, steps_per_epoch=3, validation_data=(x, y),
+                               validation_steps=1, verbose=0)
     assert len(history.history["loss"]) == 2
 
 
