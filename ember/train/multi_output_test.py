@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import ember
-from ember.train.conftest import LOSSES, assert_logs_close, TwoHeads, ember_weights
+from testing.twins import LOSSES, assert_logs_close, TwoHeads, ember_weights
 
 
 

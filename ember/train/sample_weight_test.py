@@ -8,7 +8,7 @@ import ember
 from ember import layers
 from ember.callbacks import BackupAndRestore
 from ember.train.callbacks.backup_and_restore_test import Interrupt, InterruptAt, _assert_same
-from ember.train.conftest import LOSSES, assert_logs_close, ember_weights
+from testing.twins import LOSSES, assert_logs_close, ember_weights
 from ember.train.data import make_batches
 
 
