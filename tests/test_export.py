@@ -139,6 +139,17 @@ def test_a_functional_model_exports_its_named_inputs_and_outputs(tmp_path):
     assert np.abs(label - eager["label"].numpy()).max() <= 1e-5 and np.abs(value - eager["value"].numpy()).max() <= 1e-5
 
 
+def test_word_ids_beside_float_features_are_compared_on_rows_of_the_example(tmp_path):
+    # With no held_out, floats are random rows; ids are drawn from the example's rows (random ones
+    # would be out of the vocabulary), as many rows as the floats.
+    words, tags = ember.Input((None,), name="words", dtype="int64"), ember.Input((3,), name="tags")
+    joined = layers.concatenate([ember.ops.mean(layers.Embedding(20, 4)(words), axis=1), tags])
+    model = ember.Model([words, tags], layers.Dense(2)(joined))
+    example = {"words": torch.randint(0, 20, (4, 7)), "tags": torch.rand(4, 3)}
+    report = model.export(tmp_path, format="onnx", example=example)
+    assert report.max_abs_diff <= 1e-5
+
+
 @pytest.mark.slow
 def test_a_functional_models_web_bundle_takes_and_returns_named_tensors_in_chromium(tmp_path):
     from testing.browser import bundle_page

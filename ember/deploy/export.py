@@ -106,9 +106,11 @@ def _held_out(inputs: ModelInputs, held_out):
         held_out, labels = held_out
         labels = np.asarray(labels)
     if held_out is None:
+        # Random floats; ids and other integers drawn from the example's rows (random ones may be out of range).
         generator = torch.Generator().manual_seed(0)
         tensors = [torch.rand(HELD_OUT_ROWS, *t.shape[1:], generator=generator, dtype=t.dtype)
-                   if t.is_floating_point() else t for t in inputs.tensors]
+                   if t.is_floating_point() else t[torch.randint(len(t), (HELD_OUT_ROWS,), generator=generator)]
+                   for t in inputs.tensors]
         return inputs.with_tensors(tensors), None
     held = inputs.like(held_out, "held_out")
     if labels is not None and len(labels) != held.batch_size:
