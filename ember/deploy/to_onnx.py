@@ -37,15 +37,17 @@ def write_onnx(model, inputs: ModelInputs, path: Path) -> None:
 
 def _name_dynamic_dims(path: Path, inputs: ModelInputs) -> None:
     """The exporter names variable dims after torch's symbols ("s77"); name them "batch" and "sequence"
-    for the runtimes and tools that show them, everywhere the same symbol appears. A dim the model fixed
-    (a converted Keras model's sequence length) can come out as the name "12": make it the number."""
+    ("sequence_2"... for lengths that differ: one name is one size to the runtimes and `ember serve`)
+    everywhere the same symbol appears. A dim the model fixed (a converted Keras model's sequence
+    length) can come out as the name "12": make it the number."""
     proto = onnx.load(str(path))
     graph, names = proto.graph, {}
     for value, tensor in zip(graph.input, inputs.tensors):
         for axis in inputs.variable_dims(tensor):
             symbol = value.type.tensor_type.shape.dim[axis].dim_param
-            if symbol:
-                names.setdefault(symbol, "batch" if axis == 0 else "sequence")
+            if symbol and symbol not in names:
+                lengths = sum(name != "batch" for name in names.values())
+                names[symbol] = "batch" if axis == 0 else "sequence" + (f"_{lengths + 1}" if lengths else "")
     for value in (*graph.input, *graph.output, *graph.value_info):
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in names:
