@@ -1,10 +1,13 @@
 """Format "web": a self-contained browser folder, `web/` (index.html, app.js, onnxruntime-web, the model;
 for a text classifier exported with its tokenizer, tokenizer.json and tokenizer.js tokenize in the page).
 
-Only the wasm build the page uses is copied (about 14 MB), from the onnxruntime-web npm
-package pinned in the repository's package.json. Serve the folder from any static file
-server; the browser test (tests/test_export_formats.py) checks its prediction against eager.
+Only the wasm build the page uses is copied (about 14 MB, with its license): from the wheel,
+which carries the files of the onnxruntime-web npm package pinned in package.json (setup.py puts
+them there), or in a checkout from node_modules after `npm ci`; $EMBER_ORT_WEB_DIST overrides
+both. Serve the folder from any static file server; the browser test
+(tests/test_export_formats.py) checks its prediction against eager.
 """
+import json
 import os
 import shutil
 from pathlib import Path
@@ -17,8 +20,8 @@ from ember.signature import SIGNATURE_FILE, load_signature
 FORMAT = "web"
 FOLDER = "web"
 TEMPLATE = Path(__file__).parent / "web"
-# onnxruntime-web 1.30 ships SIMD + threaded builds only; the plain wasm entry needs these three.
-RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs")
+RUNTIME = json.loads((TEMPLATE / "runtime.json").read_text())  # which files; setup.py reads it too
+PACKAGED_RUNTIME = Path(__file__).parent / "web_runtime"  # in an installed wheel
 
 
 def export(model, directory: Path, inputs: ModelInputs, baseline: EagerBaseline, calibration_data=None) -> ExportReport:
@@ -29,9 +32,9 @@ def export(model, directory: Path, inputs: ModelInputs, baseline: EagerBaseline,
     web = directory / FOLDER
     web.mkdir()
     dist = runtime_dist()
-    for name in RUNTIME_FILES:
+    for name in RUNTIME["files"]:
         shutil.copyfile(dist / name, web / name)
-    for name in ("index.html", "app.js", "tokenizer.js"):
+    for name in ("index.html", "app.js", "tokenizer.js", RUNTIME["license"]):
         shutil.copyfile(TEMPLATE / name, web / name)
     shutil.copyfile(fp32, web / to_onnx.FILE)
     shutil.copyfile(directory / SIGNATURE_FILE, web / SIGNATURE_FILE)
@@ -45,12 +48,17 @@ def export(model, directory: Path, inputs: ModelInputs, baseline: EagerBaseline,
 
 
 def runtime_dist() -> Path:
-    """onnxruntime-web's dist folder: $EMBER_ORT_WEB_DIST, or node_modules at the repository root."""
+    """The folder with onnxruntime-web's files: $EMBER_ORT_WEB_DIST, the wheel's copy, or node_modules in
+    a checkout."""
     root = Path(__file__).resolve().parents[2]
-    dist = Path(os.environ.get("EMBER_ORT_WEB_DIST", root / "node_modules" / "onnxruntime-web" / "dist"))
-    missing = [name for name in RUNTIME_FILES if not (dist / name).exists()]
+    checkout = root / "node_modules" / RUNTIME["package"] / "dist"
+    override = os.environ.get("EMBER_ORT_WEB_DIST")
+    dist = Path(override) if override else PACKAGED_RUNTIME if PACKAGED_RUNTIME.is_dir() else checkout
+    missing = [name for name in RUNTIME["files"] if not (dist / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"format 'web' needs onnxruntime-web from npm, but {dist} lacks {missing}: run "
-                                f"`npm ci` in {root} (package.json pins the version), or set EMBER_ORT_WEB_DIST "
-                                "to its dist folder")
+        where = "$EMBER_ORT_WEB_DIST" if override else "the wheel's copy" if dist == PACKAGED_RUNTIME else "a checkout"
+        raise FileNotFoundError(f"format 'web' needs {RUNTIME['package']}'s files, but {dist} ({where}) lacks "
+                                f"{missing}: run `npm ci` in {root} (package.json pins the version), install "
+                                "ember from its wheel (which carries them), or set EMBER_ORT_WEB_DIST to the npm "
+                                "package's dist folder")
     return dist
