@@ -1,4 +1,6 @@
 """The define-and-train issue's acceptance checks, on the real digits."""
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,9 +38,22 @@ def test_both_convnets_have_421642_parameters():
     assert define_keras.build_convnet().summary(print_fn=None).total_params == 421_642
 
 
-@pytest.mark.slow
-def test_ember_demo_quick(tmp_path):
-    from ember.cli import main
+# Every line `ember demo` prints, by its shape: the data, summary(), fit's progress, the results, the
+# export table. A converter's chatter (torch.onnx, LiteRT, TFLite, ExecuTorch, torchao) matches none.
+EMBER_LINES = [re.compile(pattern) for pattern in (
+    r"^$", r"^digits: ", r"^Model: ", r"^=+$", r"^Layer \(type\)", r"^\w+ \(\w+\)\s+\(None, ",
+    r"^(Total|Trainable|Non-trainable) params", r"^Epoch \d+/\d+$", r"^\d+/\d+ \[=+\] - ", r"^validation: loss ",
+    r"^exported to ", r"^format\s+files\s", r"^-+(\s+-+)+$", r"^(onnx|program|int8|tflite|pte|web)\s+\S")]
 
-    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+
+@pytest.mark.slow
+def test_ember_demo_quick_prints_only_embers_lines(tmp_path):
+    # A subprocess: the converters' C++ libraries write to the process's file descriptors directly.
+    result = subprocess.run([sys.executable, "-c", "import sys; from ember.cli import main; sys.exit(main())", "demo",
+                             "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "curves.png").exists() and (tmp_path / "best_model.ember").exists()
+    printed = (result.stdout + result.stderr).splitlines()
+    assert [line for line in printed if not any(p.search(line) for p in EMBER_LINES)] == []
+    assert sum(bool(re.match(r"(onnx|program|int8|tflite|pte|web)\s", line)) for line in printed) == 6

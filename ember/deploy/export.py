@@ -13,7 +13,6 @@ import importlib
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 
 from ember.deploy.capture import capture
 from ember.deploy.inputs import ModelInputs, output_list, output_names
+from ember.deploy.quiet import converter_output
 from ember.deploy.report import EagerBaseline, ExportReport
 from ember.deploy.signature import build_signature
 from ember.signature import SIGNATURE_FILE, write_signature
@@ -59,14 +59,11 @@ def export(model, path, format="onnx", example=None, calibration_data=None, held
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".export", dir=path.parent))
         try:
-            if any(name not in STATIC_FORMATS for name in formats):
-                capture(model, inputs)  # first: it settles which dims are variable, as signature.json records
-            write_signature(staging, **build_signature(inputs, names, outputs, signature))
-            extras = _write_extra_files(staging, extra_files)
-            with warnings.catch_warnings():
-                # torch 2.13's own exporters trip its LeafSpec deprecation (a dozen lines per export);
-                # nothing a user of export() can change.
-                warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+            with converter_output():
+                if any(name not in STATIC_FORMATS for name in formats):
+                    capture(model, inputs)  # first: it settles which dims are variable, as signature.json records
+                write_signature(staging, **build_signature(inputs, names, outputs, signature))
+                extras = _write_extra_files(staging, extra_files)
                 reports = [_exporter(name).export(model, staging, inputs, baseline, calibration) for name in formats]
             _promote(staging, path, [f for r in reports for f in r.files] + [SIGNATURE_FILE] + extras)
         finally:
