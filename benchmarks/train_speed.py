@@ -51,7 +51,8 @@ def matmul_peak(dtype=torch.float32, n=1024, repeats=10, tries=5):
 
 
 def seed_model():
-    """The seed's ConvNet, verbatim (x.view and all): examples/define_pytorch.py."""
+    """The seed's ConvNet, verbatim (x.view and all) on ember.Model: examples/define_pytorch.py. ember's
+    ConvNet (ember/demo.py) is the same network written with flatten(1)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
     from define_pytorch import ConvNet as SeedConvNet
 
@@ -84,8 +85,8 @@ def seed_loop(x, y):
     return run
 
 
-def ember_fit(x, y, *, data="arrays", **options):
-    model = ConvNet()
+def ember_fit(x, y, *, data="arrays", model=ConvNet, **options):
+    model = model()
     model.compile("adamw", "cross_entropy", lr=1e-3, weight_decay=1e-4, clip_grad_norm=1.0, **options)
     loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=BATCH, shuffle=True)
 
@@ -245,6 +246,7 @@ def jobs(x, y, bf16: bool) -> dict:
     training = {
         "seed loop (DataLoader, loss.item() each step)": lambda: seed_loop(x, y),
         "ember fit, default (auto)": lambda: ember_fit(x, y),
+        "ember fit, default, the seed's class as written (x.view)": lambda: ember_fit(x, y, model=seed_model),
         "ember fit, all off (DataLoader, fp32, NCHW, torch dropout, no fused, glibc malloc)": lambda: ember_fit(
             x, y, data="loader", **OFF),
         "ember fit, sliced arrays only": lambda: ember_fit(x, y, **OFF),

@@ -60,6 +60,41 @@ def test_channels_last_is_used_for_convolutions_and_checked(digits):
     assert model.module[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
+class SeedConvNet(ember.Model):
+    """The seed's spelling of flatten: a .view(), which channels_last activations refuse in eager torch."""
+
+    def __init__(self, view=True):
+        super().__init__()
+        self.conv, self.pool, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.MaxPool2d(2), nn.Linear(8 * 14 * 14, 10)
+        self.view = view
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv(x)))
+        return self.fc(x.view(x.size(0), -1) if self.view else x.flatten(1))
+
+
+def test_the_seeds_view_trains_channels_last_to_the_weights_of_flatten(digits):
+    (x, y), (x_val, y_val) = digits
+    trained = {}
+    for view in (True, False):
+        ember.seed(0)
+        model = SeedConvNet(view)
+        model.compile("adamw", "cross_entropy", lr=3e-3, precision="fp32", fast_dropout=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "training in the default memory layout"
+            model.fit(x[:256], y[:256], epochs=2, batch_size=32, validation_data=(x_val[:64], y_val[:64]), verbose=0)
+        assert model.trainer.state.channels_last
+        trained[view] = model
+    for mine, theirs in zip(trained[True].parameters(), trained[False].parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+    seed = trained[True]
+    assert seed.conv.weight.is_contiguous()  # NCHW between ember's calls: the class's own code runs it
+    with torch.no_grad():
+        expected = seed(torch.from_numpy(x_val[:8]))
+    np.testing.assert_allclose(seed.predict(x_val[:8]), expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert seed.conv.weight.is_contiguous()
+
+
 def test_training_forward_runs_in_the_cpu_fast_paths(digits):
     from ember.train.fast_paths import CpuTrainingFastPaths
 

@@ -13,12 +13,16 @@ step on an AMD EPYC (AVX2), where together they took ~5 ms of a ~31 ms step.
   to NCHW order, so its gradient comes back NCHW and every backward kernel above it mixes layouts
   (max-pool's backward then copies its NHWC tensors to NCHW and back: 2.5 ms instead of 0.3 ms;
   ReLU's runs ~20x slower). Here that gradient is handed back in NHWC.
+
+And one spelling: `x.view(x.size(0), -1)` (the seed's flatten) fails on an NHWC activation, which
+no view can merge. Here it views an NCHW copy instead (the values, and with the NHWC gradient above,
+the gradients of the NCHW model), so such a model trains in channels_last too.
 """
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-_FLATTENS = {torch.flatten, torch.Tensor.flatten, torch.reshape, torch.Tensor.reshape}
+_FLATTENS = {torch.flatten, torch.Tensor.flatten, torch.reshape, torch.Tensor.reshape, torch.Tensor.view}
 
 
 class CpuTrainingFastPaths(TorchFunctionMode):
@@ -31,7 +35,8 @@ class CpuTrainingFastPaths(TorchFunctionMode):
         if self.dropout and func is F.dropout:
             return dropout(*args, **kwargs)
         if self.channels_last and func in _FLATTENS and _flattens_nhwc_activation(func, args, kwargs):
-            args = (_NchwCopyWithNhwcGradient.apply(args[0]), *args[1:])
+            x = args[0]
+            args = (_NchwCopyWithNhwcGradient.apply(x) if x.requires_grad else x.contiguous(), *args[1:])
         return func(*args, **kwargs)
 
 
@@ -51,11 +56,12 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 
 def _flattens_nhwc_activation(func, args, kwargs) -> bool:
-    """A flatten of a 4-D channels_last activation that needs a gradient into (N, C*H*W): eager torch
-    copies it (C and H*W cannot merge in NHWC), so copying it first changes nothing but the gradient."""
+    """A flatten of a 4-D channels_last activation into (N, C*H*W), that needs a gradient or is a view:
+    eager torch copies it (C and H*W cannot merge in NHWC) or, for a view, fails, so copying it first
+    changes nothing but the gradient's layout."""
     x = args[0] if args else None
-    if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.requires_grad and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last)):
+    if not (isinstance(x, torch.Tensor) and x.dim() == 4 and (x.requires_grad or func is torch.Tensor.view)
+            and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
         return False
     if func in (torch.flatten, torch.Tensor.flatten):
         start = kwargs.get("start_dim", args[1] if len(args) > 1 else 0)

@@ -99,5 +99,19 @@ def test_flattens_that_torch_does_not_copy_are_left_alone():
         partial = x.flatten(2)  # H and W merge in NHWC too: a view in eager torch
         assert partial._base is x
         with pytest.raises(RuntimeError, match="view size is not compatible"):
-            x.view(4, -1)  # fails in eager torch, so it fails here too
+            x.view(4, 80, 5)  # merges C and H: fails in eager torch, so it fails here too
+
+
+@pytest.mark.parametrize("requires_grad", [True, False])
+def test_the_seeds_view_of_an_nhwc_activation_views_an_nchw_copy(requires_grad):
+    x = torch.randn(4, 16, 5, 5)
+    nhwc = x.contiguous(memory_format=NHWC).requires_grad_(requires_grad)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        nhwc.view(nhwc.size(0), -1)  # eager torch
+    with CpuTrainingFastPaths(dropout=False, channels_last=True):
+        flat = nhwc.view(nhwc.size(0), -1)
+        assert torch.equal(flat, x.view(4, -1)) and torch.equal(nhwc.view(4, 400), flat)
+    if requires_grad:
+        flat.square().sum().backward()
+        assert nhwc.grad.is_contiguous(memory_format=NHWC) and torch.allclose(nhwc.grad, 2 * x)
 

@@ -34,7 +34,10 @@ class TrainState:
         self.outputs = None  # how outputs map to losses and metrics (ember/train/outputs.py), from the first ones
         self.metrics = []  # the outputs' metrics (and with several outputs, each one's loss)
         self._resumed_metrics = None  # a backup's running metric sums, loaded once read_outputs() made the metrics
-        self.channels_last = recipe.channels_last  # turned off if the model .view()s channels_last activations
+        self.channels_last = recipe.channels_last  # turned off if the model cannot run channels_last activations
+        # The model .view()s channels_last activations: ember's forwards rewrite those views (fast_paths.py),
+        # and the model is NCHW between fit/evaluate/predict calls, where its own code runs it.
+        self.rewrites_views = False
         self.layout_checked = False
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.between_epochs = True  # past the last batch of `epoch` (or before the first epoch)

@@ -45,6 +45,7 @@ class Trainer:
         # fit() replaces these with its strategy's for its duration; evaluate() runs in this process alone.
         self.strategy, self.forward_model, self.fast_paths = SingleProcess(), model, contextlib.nullcontext()
         self.targets_checked = False
+        self.in_training_layout = False  # see _training_layout
 
     @contextlib.contextmanager
     def _apart_from_fit(self):
@@ -80,7 +81,7 @@ class Trainer:
         resume: a BackupAndRestore directory to continue an interrupted run from.
         """
         self._require_compiled()
-        recipe, state, model = self.recipe, self.state, self.model
+        recipe = self.recipe
         self._reuse_host_memory()
         self.targets_checked, self.diverged = False, False
         self.strategy = get_strategy(strategy if strategy is not None else recipe.strategy)
@@ -102,6 +103,12 @@ class Trainer:
             if validation_steps is not None:
                 val = StepsPerEpoch(val, validation_steps, "validation_steps")
         self._dry_run(train)  # builds lazy layers before a strategy wraps or shards them
+        with self._training_layout():
+            return self._fit(train, val, callbacks, epochs, batch_size, verbose, initial_epoch, validation_freq,
+                             resume)
+
+    def _fit(self, train, val, callbacks, epochs, batch_size, verbose, initial_epoch, validation_freq, resume):
+        recipe, state, model = self.recipe, self.state, self.model
         self.forward_model = self.strategy.setup(model, train, state)
         optimizer = state.build_optimizer()  # after FSDP sharded the parameters it optimizes
         if val is not None:
@@ -239,7 +246,7 @@ class Trainer:
         if steps is not None:
             batches = StepsPerEpoch(batches, steps, "steps")
         self._dry_run(batches)
-        with self._apart_from_fit():
+        with self._apart_from_fit(), self._training_layout():
             logs = self._evaluate_batches(batches, self._callbacks(callbacks, verbose, batches))
         if return_dict:
             return logs
@@ -253,7 +260,7 @@ class Trainer:
         self.state.reset_running()
         callbacks.on_test_begin()
         try:
-            with torch.inference_mode(), self.state.precision.autocast():
+            with torch.inference_mode(), self.state.precision.autocast(), self._view_rewrites():
                 for step, (inputs, targets, _, sample_weight) in enumerate(batches.epoch(evaluation)):
                     callbacks.on_test_batch_begin(step)
                     targets = move(targets, self.device)
@@ -281,7 +288,7 @@ class Trainer:
         chunks = []
         callbacks.on_predict_begin()
         try:
-            with torch.inference_mode(), autocast:
+            with torch.inference_mode(), autocast, self._training_layout(), self._view_rewrites():
                 for step, (inputs, *_) in enumerate(batches.epoch(0)):
                     callbacks.on_predict_batch_begin(step)
                     inputs = move(inputs, self.device)
@@ -337,12 +344,48 @@ class Trainer:
             except ShapeError as error:
                 if "view size is not compatible" not in str(error):
                     raise
-                state.channels_last = False
-                self.model.to(memory_format=torch.contiguous_format)
-                warnings.warn("the model calls .view() on convolution outputs, which fails on channels_last "
-                              "activations: training in the default memory layout (use .reshape() or "
-                              ".flatten(1) to get the faster one)", stacklevel=3)
+                self._view_in_nchw(inputs)
         state.layout_checked = True
+
+    def _view_in_nchw(self, inputs):
+        """The model .view()s a channels_last activation: train channels_last with those views rewritten
+        (ember/train/fast_paths.py), where the fast paths run; else in the default layout."""
+        state, fast_paths = self.state, _training_fast_paths(self.recipe, self.state)
+        if isinstance(fast_paths, CpuTrainingFastPaths):
+            try:
+                with CpuTrainingFastPaths(dropout=False, channels_last=True):
+                    self._forward_without_grad(inputs)
+                state.rewrites_views = True
+                return
+            except ShapeError as error:
+                if "view size is not compatible" not in str(error):
+                    raise
+        state.channels_last = False
+        self.model.to(memory_format=torch.contiguous_format)
+        warnings.warn("the model calls .view() on convolution outputs in a way that fails on channels_last "
+                      "activations: training in the default memory layout (use .reshape() or .flatten(1) to "
+                      "get the faster one)", stacklevel=4)
+
+    @contextlib.contextmanager
+    def _training_layout(self):
+        """A model whose views ember rewrites runs channels_last in ember's calls and NCHW between them,
+        where the user's code (and export) runs it as written."""
+        if self.state is None or not self.state.rewrites_views or self.in_training_layout:
+            yield  # an evaluate() called by a callback of fit() leaves the layout to fit
+            return
+        self.model.to(memory_format=torch.channels_last)
+        self.in_training_layout = True
+        try:
+            yield
+        finally:
+            self.in_training_layout = False
+            self.model.to(memory_format=torch.contiguous_format)
+
+    def _view_rewrites(self):
+        """The context of an inference forward: the views of a model that needs them rewritten."""
+        if self.state is None or not self.state.rewrites_views:
+            return contextlib.nullcontext()
+        return CpuTrainingFastPaths(dropout=False, channels_last=True)
 
     def _forward_without_grad(self, inputs):
         was_training = self.model.training
