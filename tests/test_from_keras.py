@@ -18,13 +18,18 @@ TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "tex
              "nested": 1e-5, "resampling": 1e-5, "decoder": 1e-5, "sequence": 1e-5}
 
 
+def _keras_made(tmp_path_factory, script):
+    """The folder `script` (in tests/data/keras) writes its Keras models to, run with Keras' torch backend."""
+    out = tmp_path_factory.mktemp(script.removesuffix(".py"))
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    subprocess.run([sys.executable, str(DATA / script), str(out)], check=True, env=env, capture_output=True,
+                   timeout=600)
+    return out
+
+
 @pytest.fixture(scope="session")
 def keras_models(tmp_path_factory):
-    out = tmp_path_factory.mktemp("keras_models")
-    env = {**os.environ, "KERAS_BACKEND": "torch"}
-    subprocess.run([sys.executable, str(DATA / "make_keras3_models.py"), str(out)], check=True, env=env,
-                   capture_output=True, timeout=600)
-    return out
+    return _keras_made(tmp_path_factory, "make_keras3_models.py")
 
 
 @pytest.fixture
@@ -196,11 +201,7 @@ def test_batch_norm_statistics_move_as_keras_moves_them(keras_models, no_keras):
 
 @pytest.fixture(scope="session")
 def masked_keras_models(tmp_path_factory):
-    out = tmp_path_factory.mktemp("masked_keras_models")
-    env = {**os.environ, "KERAS_BACKEND": "torch"}
-    subprocess.run([sys.executable, str(DATA / "make_keras3_masked_models.py"), str(out)], check=True, env=env,
-                   capture_output=True, timeout=600)
-    return out
+    return _keras_made(tmp_path_factory, "make_keras3_masked_models.py")
 
 
 @pytest.mark.slow
