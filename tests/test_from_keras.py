@@ -18,13 +18,18 @@ TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "tex
              "nested": 1e-5, "resampling": 1e-5, "decoder": 1e-5, "sequence": 1e-5}
 
 
+def _keras_made(tmp_path_factory, script):
+    """The folder `script` (in tests/data/keras) writes its Keras models to, run with Keras' torch backend."""
+    out = tmp_path_factory.mktemp(script.removesuffix(".py"))
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    subprocess.run([sys.executable, str(DATA / script), str(out)], check=True, env=env, capture_output=True,
+                   timeout=600)
+    return out
+
+
 @pytest.fixture(scope="session")
 def keras_models(tmp_path_factory):
-    out = tmp_path_factory.mktemp("keras_models")
-    env = {**os.environ, "KERAS_BACKEND": "torch"}
-    subprocess.run([sys.executable, str(DATA / "make_keras3_models.py"), str(out)], check=True, env=env,
-                   capture_output=True, timeout=600)
-    return out
+    return _keras_made(tmp_path_factory, "make_keras3_models.py")
 
 
 @pytest.fixture
@@ -192,3 +197,26 @@ def test_batch_norm_statistics_move_as_keras_moves_them(keras_models, no_keras):
     for name, module in batch_norms.items():
         np.testing.assert_allclose(module.running_mean.numpy(), keras_moving[f"{name}/moving_mean"], atol=1e-6)
         np.testing.assert_allclose(module.running_var.numpy(), keras_moving[f"{name}/moving_variance"], atol=1e-6)
+
+
+@pytest.fixture(scope="session")
+def masked_keras_models(tmp_path_factory):
+    return _keras_made(tmp_path_factory, "make_keras3_masked_models.py")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["masked_bidirectional", "masked_pooling", "masked_features"])
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_masked_text_models_match_keras_and_ignore_padding(masked_keras_models, no_keras, name, extension):
+    """Embedding(mask_zero=True) or Masking, then Bidirectional / LSTM / GRU / SimpleRNN and pooling, on a
+    batch whose rows end in padding: Keras' numbers, and each row's output is that of the row alone."""
+    x = np.load(masked_keras_models / f"{name}_inputs.npy")
+    expected = np.load(masked_keras_models / f"{name}_predictions.npy")
+    model = ember.from_keras(masked_keras_models / f"{name}{extension}")
+    got = _run(model, x)
+    assert np.abs(got - expected).max() <= 1e-5
+    if name == "masked_features":  # Keras' GlobalMaxPooling1D takes no mask: the padded steps' zeros count
+        return
+    for row, length in enumerate((x != 0).sum(1)):
+        alone = _run(model, np.ascontiguousarray(x[row:row + 1, :length]))
+        assert np.abs(alone[0] - got[row]).max() <= 1e-6

@@ -4,6 +4,7 @@ being defined, on symbolic ones (they record, and `save()` stores them by name).
 Axes count the batch axis, as in Keras (`axis=-1` is the last). Python operators on symbolic
 tensors (`x + y`, `x * 0.5`, `x[:, 0]`, `-x`, `x @ w`) record the function of the same name here.
 """
+import builtins
 import functools
 
 import torch
@@ -21,7 +22,8 @@ def _recordable(function, name=None):
 
     @functools.wraps(function)
     def run_or_record(*args, **kwargs):
-        if any(holds_symbolic(a) for a in args) or any(holds_symbolic(v) for v in kwargs.values()):
+        # builtins.any: this module defines ember.ops.any
+        if builtins.any(holds_symbolic(value) for value in (*args, *kwargs.values())):
             return call_op(name, *args, **kwargs)
         return function(*args, **kwargs)
 
@@ -58,6 +60,17 @@ def maximum(x, y):
 @_recordable
 def minimum(x, y):
     return torch.minimum(_tensor_like(x, y), _tensor_like(y, x))
+
+
+@_recordable
+def not_equal(x, y):
+    """Element-wise `x != y`, booleans (Embedding(mask_zero=True)'s mask is `not_equal(ids, 0)`)."""
+    return torch.ne(x, y)
+
+
+@_recordable
+def any(x, axis=None, keepdims=False):  # noqa: A001 (Keras' name)
+    return torch.any(x) if axis is None else torch.any(x, dim=axis, keepdim=keepdims)
 
 
 @_recordable

@@ -2,6 +2,7 @@
 from torch import nn
 
 from ember.define.layers.base import Layer, default_name
+from ember.define.masking import call_with_mask
 from ember.define.model import Model
 from ember.define.shapes import infer_output_shape
 from ember.define.symbolic import SymbolicTensor
@@ -54,8 +55,9 @@ class Sequential(Model):
         return self
 
     def forward(self, x):
+        mask = None  # each layer's output mask goes to the next layer, as in Keras (masking.py)
         for layer in self.layers:
-            x = layer(x)
+            x, mask = call_with_mask(layer, x, mask)
         return x
 
     def __getitem__(self, index):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from ember.define.masking import output_mask, takes_mask
 from ember.errors import ShapeError
 
 _FAKE_BATCH = 2  # the batch size shapes are inferred with; outputs keep it as None
@@ -31,11 +32,13 @@ class Node:
 
 
 class SymbolicTensor:
-    """A placeholder for the tensors a model will see: `shape` includes the batch axis (None)."""
+    """A placeholder for the tensors a model will see: `shape` includes the batch axis (None).
+    `mask`: the symbolic (batch, steps) mask of its real steps, if a layer made one (masking.py)."""
 
     def __init__(self, shape, dtype, node, name=None):
         self.shape, self.dtype, self.node = tuple(shape), dtype, node
         self.name = name or f"tensor_{next(_counter)}"
+        self.mask = None
 
     @property
     def ndim(self) -> int:
@@ -101,10 +104,14 @@ def holds_symbolic(value) -> bool:
 
 
 def call_module(module, args: tuple, kwargs: dict):
-    """Record `module(*args, **kwargs)` on symbolic tensors; returns its symbolic outputs."""
+    """Record `module(*args, **kwargs)` on symbolic tensors; returns its symbolic outputs, carrying the
+    mask the module gives them (masking.py)."""
     from ember.define.layers.base import Layer
 
     first = args[0]
+    carried = getattr(first, "mask", None)
+    if carried is not None and "mask" not in kwargs and takes_mask(module):
+        kwargs = {**kwargs, "mask": carried}
     shapes = map_structure(lambda t: t.shape[1:], first)
     if isinstance(module, Layer) and not isinstance(first, dict):
         module.check_input_shape(shapes)  # with free sizes (None), the layer says what it cannot take
@@ -112,7 +119,14 @@ def call_module(module, args: tuple, kwargs: dict):
             module.build_for(map_structure(_fill_free_sizes, shapes, leaf=tuple))
     elif callable(getattr(module, "build", None)) and getattr(module, "input_shape", "") is None:
         module.build(_fill_free_sizes(shapes))  # a Sequential without an input shape yet
-    return _record(Node(module=module, args=args, kwargs=kwargs), module, _layer_name(module))
+    outputs = _record(Node(module=module, args=args, kwargs=kwargs), module, _layer_name(module))
+    mask = output_mask(module, first, kwargs.get("mask", carried))
+    if isinstance(outputs, SymbolicTensor):
+        outputs.mask = mask
+    elif mask is not None:  # Bidirectional(merge_mode=None): one mask per output
+        for output, part in zip(outputs, mask):
+            output.mask = part
+    return outputs
 
 
 def call_op(name: str, *args, **kwargs):

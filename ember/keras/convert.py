@@ -14,6 +14,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from ember.define import layers as L
 from ember.define.functional import Functional
 from ember.define.sequential import Sequential
+from ember.define.masking import takes_mask
 from ember.define.ops import OPS
 from ember.define.symbolic import Input, call_module, call_op, flatten, map_structure
 from ember.saving import ModelFileError
@@ -22,7 +23,7 @@ from ember.keras.graph import build_module
 from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, convert_weights, copy_weights,
                                 is_flat)
 from ember.keras.model_config import MODEL_KINDS, ConfigReader, TensorRef
-from ember.keras.operations import KERAS_OPERATIONS, UNSUPPORTED_NOTES, is_operation, operation_call
+from ember.keras.operations import KERAS_OPERATIONS, is_operation, operation_call
 
 MAX_NESTED_MODELS = 16  # models inside models; Keras' own applications nest two deep
 _PROBE_BATCH = 3  # the batch size an operation's output shape is found with: any axis of another size is not it
@@ -48,6 +49,7 @@ class _Step:
     custom: bool = False  # a user-supplied module for a custom Keras layer, weights already set
     operation: tuple = None  # (ember.ops name, args with TensorRefs, options) of a Keras operation
     nested: tuple = None  # (plan, _LayerArrays) of a nested Keras model, the step's one module
+    mask: str = None  # the ref of the mask the file gives the layer (its first module takes it as `mask=`)
 
 
 @dataclass
@@ -135,12 +137,9 @@ def _check_supported(layers, custom_layers, path):
             continue
         if is_operation(layer):
             if class_name not in KERAS_OPERATIONS:
-                note = UNSUPPORTED_NOTES.get(class_name)
                 problems.append(f"'{name}' is the Keras operation {class_name}"
-                                + (f" ({module})" if isinstance(module, str) else "") + ", which ember cannot convert"
-                                + (f": {note}" if note else ""))
-                if not note:
-                    unknown.add("operations")
+                                + (f" ({module})" if isinstance(module, str) else "") + ", which ember cannot convert")
+                unknown.add("operations")
         elif class_name in KERAS_LAYERS or class_name in MODEL_KINDS:
             continue
         elif class_name == "Lambda":
@@ -236,11 +235,12 @@ class _Builder:
                 self.reader.fail(where, "the arguments of an operation on at least one tensor", node)
             return refs, lambda out_ref: self.add_operation(entry, args, kwargs, out_ref)
         try:
-            refs, list_input = self.reader.node_inputs(node, where)
+            refs, list_input, mask_ref = self.reader.node_inputs(node, where)
         except UnsupportedConfig as error:
             raise UnsupportedKerasLayersError(f"{self.reader.source}: layer '{name}': {error} is not supported") \
                 from error
-        return refs, lambda out_ref: self.add_layer(entry, refs, list_input, out_ref)
+        return refs + [mask_ref] * (mask_ref is not None), \
+            lambda out_ref: self.add_layer(entry, refs, list_input, out_ref, mask_ref)
 
     def graph_refs(self, value, where):
         try:
@@ -265,14 +265,28 @@ class _Builder:
         self.plan.inputs.append((ref, shape, dtype))
         return ref
 
-    def add_layer(self, entry, refs, list_input, out_ref):
+    def add_layer(self, entry, refs, list_input, out_ref, mask_ref=None):
         class_name, config = entry["class_name"], entry["config"]
         name = config["name"]
         factory = custom_factory(self.custom_layers, entry)
         if factory is not None:
-            return self.add_custom(factory, entry, refs, list_input, out_ref)
-        if class_name in MODEL_KINDS:
-            return self.add_model(entry, refs, out_ref)
+            out_ref = self.add_custom(factory, entry, refs, list_input, out_ref)
+        elif class_name in MODEL_KINDS:
+            out_ref = self.add_model(entry, refs, out_ref)
+        else:
+            out_ref = self.add_built_in(entry, refs, list_input, out_ref)
+        step = self.plan.steps[-1] if self.plan.steps and self.plan.steps[-1].output == out_ref else None
+        if mask_ref is not None and step is not None:
+            if takes_mask(step.modules[0]):
+                step.mask = mask_ref  # (batch, steps): no layout of its own
+            else:
+                self.problems.append(f"'{name}' ({class_name}) is given a mask, which its ember module "
+                                     f"{type(step.modules[0]).__name__} does not take")
+        return out_ref
+
+    def add_built_in(self, entry, refs, list_input, out_ref):
+        class_name, config = entry["class_name"], entry["config"]
+        name = config["name"]
         spec = KERAS_LAYERS[class_name]
         mixed = len({_layout_key(self.tensors[ref][1]) for ref in refs}) > 1  # they meet in Keras' layout
         refs = [self.convert_layout(ref, (KERAS,) if mixed else spec.accepts) for ref in refs]
@@ -500,7 +514,7 @@ def _match_weights(plan, weights, where, problems, fitted):
 
 # --- the model ---------------------------------------------------------------------------
 def _assemble(plan, sequential, name=None):
-    single_chain = all(len(step.inputs) == 1 and not step.list_input for step in plan.steps)
+    single_chain = all(len(step.inputs) == 1 and not step.list_input and step.mask is None for step in plan.steps)
     if sequential and single_chain:
         shape, dtype = plan.inputs[0][1], plan.inputs[0][2]
         modules = [module for step in plan.steps for module in step.modules]
@@ -515,8 +529,8 @@ def _assemble(plan, sequential, name=None):
             continue
         step.modules = [by_name.setdefault(module.name, module) for module in step.modules]
         x = [tensors[ref] for ref in step.inputs] if step.list_input else tensors[step.inputs[0]]
-        for module in step.modules:
-            x = call_module(module, (x,), {})
+        for index, module in enumerate(step.modules):
+            x = call_module(module, (x,), {"mask": tensors[step.mask]} if step.mask and index == 0 else {})
         tensors[step.output] = x
     outputs = [tensors[ref] for ref in plan.outputs]
     return Functional([tensors[ref] for ref, _, _ in plan.inputs], outputs[0] if len(outputs) == 1 else outputs,

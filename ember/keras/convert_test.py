@@ -30,14 +30,14 @@ def test_dense_weights_are_transposed(tmp_path):
 
 def test_every_unsupported_layer_is_listed_and_lambda_refused(tmp_path):
     layers = [INPUT, _layer("Lambda", "scale_it", function="4wEAAAAAAAAA"), _layer("Dense", "dense", units=3),
-              _layer("Bidirectional", "bidi"),
+              _layer("TimeDistributed", "spread"),
               {"module": None, "class_name": "MyBlock", "config": {"name": "block"}, "registered_name": "my>MyBlock"}]
     with pytest.raises(UnsupportedKerasLayersError) as raised:
         from_keras(_write_keras(tmp_path / "m.keras", layers, {}))
     message = str(raised.value)
     assert "3 layer(s)" in message
     assert "'scale_it' is a Lambda layer" in message and "CVE-2024-3660" in message
-    assert "'bidi' (Bidirectional)" in message
+    assert "'spread' (TimeDistributed)" in message
     assert "'block' is a custom layer (MyBlock)" in message and "custom_layers" in message
 
 
@@ -141,11 +141,11 @@ def test_a_converted_functional_model_saved_before_functional_models_existed_sti
 
 
 def test_the_supported_layers_are_listed_once_per_error(tmp_path):
-    layers = [INPUT, _layer("Bidirectional", "bidi"), _layer("TimeDistributed", "spread")]
+    layers = [INPUT, _layer("ConvLSTM2D", "grid"), _layer("TimeDistributed", "spread")]
     with pytest.raises(UnsupportedKerasLayersError) as raised:
         from_keras(_write_keras(tmp_path / "m.keras", layers, {}))
     message = str(raised.value)
-    assert "'bidi' (Bidirectional) is not a layer ember supports" in message
+    assert "'grid' (ConvLSTM2D) is not a layer ember supports" in message
     assert "'spread' (TimeDistributed) is not a layer ember supports" in message
     assert message.count("Supported layers: ") == 1 and "Supported operations" not in message
 
@@ -228,21 +228,36 @@ def test_a_nested_sequential_model_is_converted_with_its_weights(tmp_path):
         from_keras(path)
 
 
-def test_embedding_masks_are_refused_naming_mask_zero(tmp_path):
-    """Embedding(mask_zero=True) makes Keras save a NotEqual operation computing the mask."""
+def _masked_pooling_config(pooling_kwargs):
+    """ids -> Embedding(mask_zero=True) -> GlobalAveragePooling1D, given `pooling_kwargs` as Keras 3 writes
+    them: the mask as the tensor of a NotEqual operation."""
     tokens = dict(_layer("InputLayer", "tokens", batch_shape=[None, 5], dtype="int32"), name="tokens", inbound_nodes=[])
     embedding = dict(_layer("Embedding", "embedding", input_dim=7, output_dim=3, mask_zero=True), name="embedding",
                      inbound_nodes=[{"args": [keras_tensor("tokens")], "kwargs": {}}])
     mask = _operation("NotEqual", "not_equal", [keras_tensor("tokens"), 0])
     pooling = dict(_layer("GlobalAveragePooling1D", "pooling"), name="pooling", inbound_nodes=[
-        {"args": [keras_tensor("embedding")], "kwargs": {"mask": keras_tensor("not_equal")}}])
-    config = {"class_name": "Functional", "config": {
+        {"args": [keras_tensor("embedding")], "kwargs": pooling_kwargs}])
+    return {"class_name": "Functional", "config": {
         "name": "functional", "layers": [tokens, embedding, mask, pooling],
         "input_layers": [["tokens", 0, 0]], "output_layers": [["pooling", 0, 0]]}}
-    with pytest.raises(UnsupportedKerasLayersError) as raised:
-        from_keras(write_keras(tmp_path / "m.keras", config, keras3_weights({})))
-    assert "'not_equal' is the Keras operation NotEqual (keras.src.ops.numpy)" in str(raised.value)
-    assert "mask of Embedding(mask_zero=True)" in str(raised.value)
+
+
+def test_embedding_masks_are_the_not_equal_operation_keras_writes(tmp_path):
+    table = np.arange(21, dtype="float32").reshape(7, 3)
+    path = write_keras(tmp_path / "m.keras", _masked_pooling_config({"mask": keras_tensor("not_equal")}),
+                       keras3_weights({"embedding": ("embedding", [table])}))
+    model = from_keras(path)
+    ids = torch.tensor([[1, 2, 0, 0, 0], [3, 3, 3, 3, 3]])
+    expected = torch.stack([torch.from_numpy(table[[1, 2]]).mean(0), torch.from_numpy(table[3])])
+    assert torch.equal(model(ids), expected)  # the padding (id 0) is left out of the average
+
+
+def test_a_mask_that_is_not_one_tensor_or_a_tensor_keyword_other_than_mask_is_refused(tmp_path):
+    with pytest.raises(ModelFileError, match=r"kwargs.mask must be one tensor"):
+        from_keras(write_keras(tmp_path / "a.keras", _masked_pooling_config({"mask": [1, 0]}), keras3_weights({})))
+    with pytest.raises(UnsupportedKerasLayersError, match="tensor keyword arguments other than mask"):
+        from_keras(write_keras(tmp_path / "b.keras", _masked_pooling_config(
+            {"initial_state": keras_tensor("not_equal")}), keras3_weights({})))
 
 
 def test_custom_layers_replace_an_operation_by_its_layer_name_only(tmp_path):

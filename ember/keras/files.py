@@ -185,7 +185,9 @@ def _vars_in(h5, group, depth, walk_layers=None):
     """The layer's own `vars/<i>` in index order, then those of its sub-objects (an RNN's `cell`);
     a nested model's `layers` group goes to `walk_layers(group, depth)`, which records them too."""
     arrays = []
-    subgroups = h5.subgroups(group, depth)
+    # Groups are listed by name; Keras walks a Bidirectional's forward_layer before its backward_layer
+    # (the order legacy .h5 files list their arrays in, which the converters expect).
+    subgroups = sorted(h5.subgroups(group, depth), key=lambda entry: entry[0] != "forward_layer")
     for key, child in subgroups:
         if key == "vars":
             index = 0

@@ -218,9 +218,12 @@ def _layer_norm_weights(arrays, config, layout, shape):
 
 
 def _build_embedding(config, layout, shape, keras2=False):
-    if config.get("mask_zero"):
-        raise UnsupportedConfig("mask_zero=True (masked timesteps)")
-    return [L.Embedding(config["input_dim"], config["output_dim"], name=config["name"])], KERAS
+    return [L.Embedding(config["input_dim"], config["output_dim"], config.get("mask_zero", False),
+                        name=config["name"])], KERAS
+
+
+def _build_masking(config, layout, shape, keras2=False):
+    return [L.Masking(_serialized_array(config.get("mask_value", 0.0)), name=config["name"])], layout
 
 
 def _build_activation(config, layout, shape, keras2=False):
@@ -422,46 +425,6 @@ def _build_permute(config, layout, shape, keras2=False):
     return [L.Permute(config["dims"], name=config["name"])], KERAS
 
 
-def _build_recurrent(cls):
-    def build(config, layout, shape, keras2=False):
-        for option in ("return_state", "stateful", "time_major"):
-            if config.get(option):
-                raise UnsupportedConfig(f"{option}=True")
-        kwargs = dict(activation=activation_name(config.get("activation", "tanh"), keras2),
-                      recurrent_activation=activation_name(config.get("recurrent_activation", "sigmoid"), keras2),
-                      use_bias=config.get("use_bias", True), return_sequences=config.get("return_sequences", False),
-                      go_backwards=config.get("go_backwards", False), dropout=config.get("dropout", 0.0),
-                      recurrent_dropout=config.get("recurrent_dropout", 0.0), name=config["name"])
-        if cls is L.GRU:
-            kwargs["reset_after"] = config.get("reset_after", True)
-        return [cls(config["units"], **kwargs)], KERAS
-    return build
-
-
-def _lstm_weights(arrays, config, layout, shape):
-    # Keras' gates i, f, c, o are torch's i, f, g, o: same order, transposed matrices.
-    out = {"weight_ih": arrays[0].T, "weight_hh": arrays[1].T}
-    if len(arrays) > 2:
-        out["bias_ih"] = arrays[2]
-        out["bias_hh"] = np.zeros_like(arrays[2])
-    return out
-
-
-def _gru_weights(arrays, config, layout, shape):
-    def reorder(a):  # Keras' gates z, r, h -> torch's r, z, n on the last axis
-        z, r, h = np.split(a, 3, axis=-1)
-        return np.concatenate([r, z, h], axis=-1)
-
-    out = {"weight_ih": reorder(arrays[0]).T, "weight_hh": reorder(arrays[1]).T}
-    if len(arrays) > 2:
-        bias = reorder(arrays[2])
-        if config.get("reset_after", True):  # (2, 3 units): input bias, recurrent bias
-            out["bias_ih"], out["bias_hh"] = bias[0], bias[1]
-        else:
-            out["bias_ih"] = bias
-    return out
-
-
 def _embedding_weights(arrays, config, layout, shape):
     return {"weight": arrays[0]}
 
@@ -527,8 +490,7 @@ KERAS_LAYERS = {
     "Minimum": KerasLayer(_build_merge(L.Minimum), accepts=_IMAGE),
     "Concatenate": KerasLayer(_build_concatenate, accepts=_IMAGE),
     "CustomScaleLayer": KerasLayer(_build_scaled_add, accepts=_IMAGE),  # InceptionResNetV2's
-    "LSTM": KerasLayer(_build_recurrent(L.LSTM), _lstm_weights),
-    "GRU": KerasLayer(_build_recurrent(L.GRU), _gru_weights),
+    "Masking": KerasLayer(_build_masking, accepts=_ANY),
 }
 # tf.keras 2 spellings
 for _alias, _name in {"Convolution2D": "Conv2D", "Convolution1D": "Conv1D", "MaxPool2D": "MaxPooling2D",
@@ -536,6 +498,11 @@ for _alias, _name in {"Convolution2D": "Conv2D", "Convolution1D": "Conv1D", "Max
                       "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalAvgPool1D": "GlobalAveragePooling1D",
                       "GlobalMaxPool2D": "GlobalMaxPooling2D", "GlobalMaxPool1D": "GlobalMaxPooling1D"}.items():
     KERAS_LAYERS[_alias] = KERAS_LAYERS[_name]
+
+# Recurrent layers build on this module's helpers, so they register last.
+from ember.keras.recurrent import RECURRENT_LAYERS  # noqa: E402
+
+KERAS_LAYERS.update(RECURRENT_LAYERS)
 
 
 def convert_weights(class_name, arrays, module, config, layout, shape):

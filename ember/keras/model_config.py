@@ -118,14 +118,24 @@ class ConfigReader:
 
     # --- the graph of a functional model ---------------------------------------------------------
     def node_inputs(self, node, where):
-        """(input refs, whether the layer takes a list) of one inbound node, in either format."""
+        """(input refs, whether the layer takes a list, the ref of the mask it is given or None) of one
+        inbound node, in either format. Keras 3 writes masks as tensors computed in the graph
+        (`not_equal(ids, 0)` for Embedding(mask_zero=True)), passed as `mask=`; tf.keras 2 leaves them
+        implicit, and ember's layers compute the same ones (ember/define/masking.py)."""
         expected = "an inbound node naming its input tensors (Keras 3: {\"args\": [...]}, tf.keras 2: " \
                    "[[layer, node, tensor, kwargs], ...])"
+        mask_ref = None
         if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
             args = node.get("args", [])
             refs = [self.ref(self.tensor_history(t, where), where) for t in keras_tensors(args)]
-            if keras_tensors(node.get("kwargs", {})):
-                raise UnsupportedConfig("tensor keyword arguments (mask, initial_state) in the graph")
+            kwargs = self.expect(node.get("kwargs", {}), dict, f"{where}.kwargs", "a JSON object")
+            if keras_tensors({key: value for key, value in kwargs.items() if key != "mask"}):
+                raise UnsupportedConfig("tensor keyword arguments other than mask (initial_state...) in the graph")
+            mask = kwargs.get("mask")
+            if mask is not None:
+                if not (isinstance(mask, dict) and mask.get("class_name") == "__keras_tensor__"):
+                    self.fail(f"{where}.kwargs.mask", "one tensor", mask)
+                mask_ref = self.ref(self.tensor_history(mask, where), where)
             list_input = isinstance(args, list) and bool(args) and isinstance(args[0], list)
         elif isinstance(node, list):  # tf.keras 2: [[name, node, tensor, kwargs], ...]
             refs = [self.ref(entry, where, counts_own_graph=True) for entry in node]
@@ -134,7 +144,7 @@ class ConfigReader:
             self.fail(where, expected, node)
         if not refs:
             self.fail(where, expected, node)
-        return refs, list_input
+        return refs, list_input, mask_ref
 
     def node_arguments(self, node, where):
         """(args, kwargs) of a Keras 3 operation's inbound node: tensors as TensorRef, Keras'

@@ -106,7 +106,10 @@ def test_several_outputs_and_tensor_keyword_arguments_are_unsupported(tmp_path):
     with pytest.raises(UnsupportedKerasLayersError, match="layer 'input_layer' with several outputs"):
         _load(tmp_path, _with(functional_dense_config(), NODE + ("args", 0, "config", "keras_history"),
                               ["input_layer", 0, 1]))
-    with pytest.raises(UnsupportedKerasLayersError, match="tensor keyword arguments"):
+    with pytest.raises(UnsupportedKerasLayersError, match="tensor keyword arguments other than mask"):
+        _load(tmp_path, _with(functional_dense_config(), NODE + ("kwargs",), {"initial_state": NODE_TENSOR}))
+    with pytest.raises(UnsupportedKerasLayersError, match="'dense' .Dense. is given a mask, which its ember module "
+                                                          "Dense does not take"):
         _load(tmp_path, _with(functional_dense_config(), NODE + ("kwargs",), {"mask": NODE_TENSOR}))
 
 

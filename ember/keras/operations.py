@@ -33,10 +33,10 @@ KERAS_OPERATIONS = {
         "Power": "power", "Negative": "negative", "Absolute": "absolute", "Exp": "exp", "Log": "log",
         "Sqrt": "sqrt", "Square": "square", "Tanh": "tanh", "Sigmoid": "sigmoid", "Relu": "relu", "Relu6": "relu6",
         "Silu": "silu", "HardSigmoid": "hard_sigmoid", "HardSilu": "hard_silu", "Maximum": "maximum",
-        "Minimum": "minimum"}.items()},
+        "Minimum": "minimum", "NotEqual": "not_equal"}.items()},
     "LeakyRelu": _elementwise("leaky_relu", (("negative_slope", "negative_slope"),)),
     "Gelu": _elementwise("gelu", (("approximate", "approximate"),)),
-    "Mean": _reduction("mean"), "Sum": _reduction("sum"), "Max": _reduction("max"), "Min": _reduction("min"),
+    "Any": _reduction("any"), "Mean": _reduction("mean"), "Sum": _reduction("sum"), "Max": _reduction("max"), "Min": _reduction("min"),
     "Matmul": KerasOperation("matmul"),
     "Reshape": KerasOperation("reshape", (("newshape", "new_shape"),)),
     "Transpose": KerasOperation("transpose", (("axes", "axes"),)),
@@ -47,11 +47,6 @@ KERAS_OPERATIONS = {
     "Stack": KerasOperation("stack", (("axis", "axis"),)),
     "Cast": KerasOperation("cast", (("dtype", "dtype"),)),
     "GetItem": KerasOperation("getitem"),
-}
-# Why an operation Keras writes for the user is missing, where it is known.
-UNSUPPORTED_NOTES = {
-    "NotEqual": "Keras adds it to compute the mask of Embedding(mask_zero=True); ember does not support masking: "
-                "save the model with mask_zero=False",
 }
 
 

@@ -1,9 +1,10 @@
 """Keras-style layers for `ember.Sequential` (and for any torch module)."""
 from ember.define.layers.base import ImageLayer, Layer
+from ember.define.layers.bidirectional import Bidirectional
 from ember.define.layers.conv import Conv1D, Conv2D
 from ember.define.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from ember.define.layers.core import (ELU, Activation, Dense, Dropout, Embedding, Flatten, LayerScale, LeakyReLU,
-                                      PReLU, ReLU, Reshape, Softmax)
+                                      Masking, PReLU, ReLU, Reshape, Softmax)
 from ember.define.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, ScaledAdd, Subtract,
                                          add, average, concatenate, maximum, minimum, multiply, subtract)
 from ember.define.layers.noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
@@ -16,7 +17,7 @@ from ember.define.layers.pooling import (AveragePooling1D, AveragePooling2D, Avg
                                          GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
                                          MaxPooling1D, MaxPooling2D)
 from ember.define.layers.preprocessing import Normalization, Rescaling
-from ember.define.layers.recurrent import GRU, LSTM
+from ember.define.layers.recurrent import GRU, LSTM, SimpleRNN
 from ember.define.layers.reshaping import Permute
 from ember.define.layers.resizing import CenterCrop, Resizing
 from ember.define.layers.transposed import Conv1DTranspose, Conv2DTranspose

@@ -15,6 +15,8 @@ from ember.errors import ShapeError
 
 
 class Layer(nn.Module):
+    supports_masking = False  # True: the output keeps the input's steps, so it keeps their mask (masking.py)
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         record_init_arguments(cls)
@@ -57,6 +59,10 @@ class Layer(nn.Module):
         if not self.built and isinstance(x, torch.Tensor):
             self.build_for(tuple(x.shape[1:]))
         return super().__call__(x, *args, **kwargs)
+
+    def compute_mask(self, inputs, mask):
+        """The mask of this layer's output for `inputs` with `mask` (None: no mask); see masking.py."""
+        return mask if self.supports_masking else None
 
     # --- checks ---------------------------------------------------------------
     def check_input_shape(self, input_shape: tuple) -> None:

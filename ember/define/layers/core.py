@@ -1,5 +1,5 @@
 """Core layers: Dense, Activation (ReLU, LeakyReLU, ELU), PReLU, Softmax, Dropout, Flatten, Reshape,
-Embedding."""
+Embedding, Masking."""
 import functools
 import math
 
@@ -7,12 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ember.define import activations
+from ember.define import activations, ops
 from ember.define.layers.base import Layer
 
 
 class Dense(Layer):
     """`activation(x @ kernel + bias)` on the last axis; `in_features` is inferred."""
+
+    supports_masking = True
 
     def __init__(self, units, activation=None, use_bias=True, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
@@ -40,6 +42,8 @@ class Dense(Layer):
 
 
 class Activation(Layer):
+    supports_masking = True
+
     def __init__(self, activation, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
         self.activation = activations.get(activation)
@@ -75,6 +79,8 @@ class PReLU(Layer):
     """`x` where positive, `alpha * x` elsewhere, with `alpha` learned per element of the input (no batch
     axis) and shared along `shared_axes` (Keras' numbering: 1 is the first axis after the batch)."""
 
+    supports_masking = True
+
     def __init__(self, shared_axes=None, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
         self.shared_axes = tuple(shared_axes or ())
@@ -109,6 +115,8 @@ class LayerScale(Layer):
 
 
 class Softmax(Layer):
+    supports_masking = True
+
     def __init__(self, axis=-1, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
         self.axis = axis
@@ -124,6 +132,8 @@ class Dropout(Layer):
     """Zeroes a `rate` share of the inputs while training and scales the rest by 1 / (1 - rate).
     `noise_shape` (with the batch axis, None for the input's size, as Keras) drops whole slices:
     (None, 1, 1, 1) keeps or drops each sample entirely (EfficientNet's stochastic depth)."""
+
+    supports_masking = True
 
     def __init__(self, rate, noise_shape=None, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
@@ -171,11 +181,12 @@ class Reshape(Layer):
 
 
 class Embedding(Layer):
-    """Integer ids of shape (batch, ...) to vectors of size `output_dim`."""
+    """Integer ids of shape (batch, ...) to vectors of size `output_dim`. With `mask_zero=True`, id 0 is
+    padding: the output carries the mask `ids != 0` to the layers after it (masking.py)."""
 
-    def __init__(self, input_dim, output_dim, *, input_shape=None, name=None):
+    def __init__(self, input_dim, output_dim, mask_zero=False, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
-        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.input_dim, self.output_dim, self.mask_zero = int(input_dim), int(output_dim), bool(mask_zero)
         self.weight = nn.Parameter(torch.empty(self.input_dim, self.output_dim).uniform_(-0.05, 0.05))
         self.built = True
 
@@ -184,5 +195,26 @@ class Embedding(Layer):
             raise self.shape_error("integer token ids", f"a {x.dtype} tensor")
         return F.embedding(x, self.weight)
 
+    def compute_mask(self, inputs, mask):
+        return ops.not_equal(inputs, 0) if self.mask_zero else None
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
+
+
+class Masking(Layer):
+    """Steps whose features all equal `mask_value` are padding: zeroed, and masked for the layers after."""
+
+    def __init__(self, mask_value=0.0, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.mask_value = float(mask_value)
+        self.built = True
+
+    def forward(self, x):
+        return torch.where(self.compute_mask(x, None).unsqueeze(-1), x, 0.0)
+
+    def compute_mask(self, inputs, mask):
+        return ops.any(ops.not_equal(inputs, self.mask_value), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)

@@ -13,6 +13,8 @@ class _SpatialDropout(ImageLayer):
     """Drops whole channels of each sample (one draw per sample and channel, shared along the spatial
     axes) and scales the kept ones by 1 / (1 - rate)."""
 
+    supports_masking = True
+
     def __init__(self, rate, *, data_format=None, input_shape=None, name=None):
         super().__init__(data_format=data_format, input_shape=input_shape, name=name)
         if not 0.0 <= rate < 1.0:
@@ -36,6 +38,8 @@ class SpatialDropout2D(_SpatialDropout):
 
 
 class GaussianNoise(Layer):
+    supports_masking = True
+
     def __init__(self, stddev, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
         self.stddev = float(stddev)
@@ -50,6 +54,8 @@ class GaussianNoise(Layer):
 
 
 class GaussianDropout(Layer):
+    supports_masking = True
+
     def __init__(self, rate, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
         if not 0.0 <= rate < 1.0:

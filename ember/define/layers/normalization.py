@@ -16,6 +16,8 @@ class BatchNorm(Layer):
     the running statistics move as Keras moves them (toward the biased batch variance).
     """
 
+    supports_masking = True
+
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, *, data_format=None,
                  input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
@@ -64,6 +66,8 @@ class BatchNorm(Layer):
 
 
 class LayerNorm(Layer):
+    supports_masking = True
+
     def __init__(self, epsilon=1e-3, center=True, scale=True, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
         self.epsilon, self.center, self.scale = float(epsilon), center, scale
@@ -87,6 +91,8 @@ class GroupNormalization(Layer):
     """Normalises each sample over groups of `groups` consecutive channels (and every other axis) with
     the group's mean and biased variance, then scales and shifts per channel: Keras' layer, on the
     channel axis `axis` (counted with the batch axis)."""
+
+    supports_masking = True
 
     def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
@@ -119,6 +125,8 @@ class GroupNormalization(Layer):
 class UnitNormalization(Layer):
     """`x / ||x||` along `axis` (an int or a list, counted with the batch axis), as Keras:
     `x * min(rsqrt(sum(x ** 2)), 1e12)`, so a zero vector stays zero."""
+
+    supports_masking = True
 
     def __init__(self, axis=-1, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)

@@ -1,4 +1,5 @@
 """Pooling layers, with Keras names and aliases (MaxPooling2D = MaxPool2D, ...)."""
+import torch
 import torch.nn.functional as F
 
 from ember.define.layers.base import ImageLayer
@@ -73,6 +74,14 @@ class _GlobalPool(ImageLayer):
 class GlobalAvgPool1D(_GlobalPool):
     spatial_dims = 1
     reduce = staticmethod(lambda x, axes, keep: x.mean(dim=axes, keepdim=keep))
+
+    def forward(self, x, mask=None):
+        """With a (batch, steps) mask, the average of the real steps only (as Keras)."""
+        if mask is None:
+            return super().forward(x)
+        steps, real = (1, mask.unsqueeze(-1)) if self.channels_last else (2, mask.unsqueeze(1))
+        total = torch.where(real, x, 0.0).sum(dim=steps, keepdim=self.keepdims)
+        return total / real.to(x.dtype).sum(dim=steps, keepdim=self.keepdims)
 
 
 class GlobalAvgPool2D(_GlobalPool):

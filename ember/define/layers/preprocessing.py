@@ -17,6 +17,8 @@ class Rescaling(Layer):
     """`x * scale + offset`. A list `scale` or `offset` holds one value per channel: the last axis
     with data_format "channels_last", axis 1 with "channels_first" (Keras reshapes it so)."""
 
+    supports_masking = True
+
     def __init__(self, scale, offset=0.0, *, data_format=None, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
         self.scale, self.offset, self.data_format = scale, offset, normalize_data_format(data_format)
@@ -56,6 +58,8 @@ class Normalization(Layer):
     Give `mean` and `variance`, or call `adapt(data)` once built, which sets them from the data
     (Keras' biased variance, combined batch by batch for an iterable of batches).
     """
+
+    supports_masking = True
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)

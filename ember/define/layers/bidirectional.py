@@ -1,0 +1,88 @@
+"""Bidirectional: a recurrent layer run forwards and a copy of it run backwards, outputs merged.
+
+As Keras: the backward layer is the forward one's config with `go_backwards` flipped (or one
+given), it reads the steps last to first, and with `return_sequences` its outputs are flipped
+back so step t of both lines up. Under a mask, both skip the padded steps (the backward layer
+starts at each row's last real step: trailing padding comes first for it and leaves its state
+at zero), and with `return_sequences` both output zeros there (Keras sets `zero_output_for_mask`).
+"""
+import torch
+
+from ember.define.layers.base import Layer
+from ember.define.layers import recurrent
+
+MERGE_MODES = {
+    "concat": lambda y, y_rev: torch.cat([y, y_rev], dim=-1),
+    "sum": lambda y, y_rev: y + y_rev,
+    "mul": lambda y, y_rev: y * y_rev,
+    "ave": lambda y, y_rev: (y + y_rev) / 2,
+    None: lambda y, y_rev: (y, y_rev),
+}
+RECURRENT_LAYERS = {cls.__name__: cls for cls in (recurrent.SimpleRNN, recurrent.LSTM, recurrent.GRU)}
+
+
+class Bidirectional(Layer):
+    """`layer` (SimpleRNN, LSTM or GRU, or its config {"class_name", "config"}) both ways; `merge_mode`:
+    "concat" (default), "sum", "mul", "ave" or None (the two outputs as a tuple)."""
+
+    def __init__(self, layer, merge_mode="concat", backward_layer=None, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        if merge_mode not in MERGE_MODES:
+            raise ValueError(f"merge_mode must be one of 'concat', 'sum', 'mul', 'ave' or None, got {merge_mode!r}")
+        self.merge_mode = merge_mode
+        self.forward_layer = _recurrent_layer(layer, "layer")
+        if backward_layer is None:
+            config = {**self.forward_layer.get_config(), "go_backwards": not self.forward_layer.go_backwards,
+                      "name": f"backward_{self.forward_layer.name or 'layer'}", "input_shape": None}
+            backward_layer = type(self.forward_layer)(**config)
+        self.backward_layer = _recurrent_layer(backward_layer, "backward_layer")
+        if self.backward_layer.go_backwards == self.forward_layer.go_backwards:
+            raise ValueError("Bidirectional's forward and backward layers must differ in go_backwards, both have "
+                             f"go_backwards={self.forward_layer.go_backwards}")
+        self.return_sequences = self.forward_layer.return_sequences
+        for line in (self.forward_layer, self.backward_layer):
+            line.zero_output_for_mask = line.return_sequences
+
+    def check_input_shape(self, input_shape):
+        self.forward_layer.check_input_shape(input_shape)
+
+    def build(self, input_shape):
+        self.forward_layer.build_for(input_shape)
+        self.backward_layer.build_for(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        backward = self.backward_layer.compute_output_shape(input_shape)
+        if self.merge_mode is None:
+            return shape, backward
+        return shape[:-1] + (shape[-1] + backward[-1],) if self.merge_mode == "concat" else shape
+
+    def compute_mask(self, inputs, mask):
+        if not self.return_sequences:
+            return (None, None) if self.merge_mode is None else None
+        return (mask, mask) if self.merge_mode is None else mask
+
+    def forward(self, x, mask=None):
+        y = self.forward_layer(x, mask=mask)
+        y_rev = self.backward_layer(x, mask=mask)
+        if self.return_sequences:
+            y_rev = y_rev.flip(1)
+        return MERGE_MODES[self.merge_mode](y, y_rev)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(layer=_describe(self.forward_layer), backward_layer=_describe(self.backward_layer))
+        return config
+
+
+def _recurrent_layer(value, argument):
+    if isinstance(value, dict) and value.get("class_name") in RECURRENT_LAYERS:
+        value = RECURRENT_LAYERS[value["class_name"]](**value.get("config", {}))
+    if not isinstance(value, tuple(RECURRENT_LAYERS.values())):
+        raise TypeError(f"Bidirectional's {argument} must be a SimpleRNN, LSTM or GRU layer (or its config "
+                        f"{{'class_name': ..., 'config': ...}}), got {value!r:.100}")
+    return value
+
+
+def _describe(layer):
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}

@@ -1,0 +1,129 @@
+"""Recurrent layers and masks against Keras 3 (in this process, torch backend): the same weights, the
+same padded batch and mask, the same numbers; and ember models with masks train, save and export."""
+import numpy as np
+import pytest
+import torch
+
+import ember
+from ember import layers as L
+from ember.keras.layers import KERAS_LAYERS
+from testing.layers import keras, rebuilt
+
+RNG = np.random.default_rng(0)
+LENGTHS = np.array([5, 2, 1, 4])
+MASK = np.arange(5)[None, :] < LENGTHS[:, None]  # rows end in padding
+STEPS = np.where(MASK[..., None], RNG.normal(size=(4, 5, 3)), 0.0).astype("float32")
+
+
+def _keras_and_ember(class_name, **options):
+    """A built Keras layer and the ember layer from_keras makes of it, with its weights."""
+    k = keras()
+    keras_layer = getattr(k.layers, class_name)(**options)
+    keras_layer.build(STEPS.shape)
+    for variable in keras_layer.weights:  # Keras starts biases at zero: give them values
+        variable.assign(RNG.normal(size=variable.shape).astype("float32") * 0.5)
+    spec = KERAS_LAYERS[class_name]
+    config = keras_layer.get_config()
+    (layer,), _ = spec.build(config, "keras", STEPS.shape[1:])
+    layer.build_for(STEPS.shape[1:])
+    arrays = [k.ops.convert_to_numpy(v) for v in keras_layer.weights]
+    layer.load_state_dict({key: torch.from_numpy(np.ascontiguousarray(value))
+                           for key, value in spec.weights(arrays, config, "keras", STEPS.shape[1:]).items()})
+    return keras_layer, layer.eval()
+
+
+def _keras_output(keras_layer, x, mask):
+    out = keras_layer(x, mask=mask)
+    return [keras().ops.convert_to_numpy(o) for o in out] if isinstance(out, (list, tuple)) \
+        else keras().ops.convert_to_numpy(out)
+
+
+def _ember_output(layer, x, mask):
+    with torch.no_grad():
+        out = layer(torch.from_numpy(x), mask=torch.from_numpy(mask))
+    return [o.numpy() for o in out] if isinstance(out, tuple) else out.numpy()
+
+
+@pytest.mark.parametrize("class_name", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("options", [{}, {"return_sequences": True}, {"go_backwards": True},
+                                     {"return_sequences": True, "go_backwards": True, "zero_output_for_mask": True}],
+                         ids=["last", "sequences", "backwards", "backwards_zero_output"])
+def test_masked_steps_keep_the_state_as_in_keras(class_name, options):
+    keras_layer, layer = _keras_and_ember(class_name, units=4, **options)
+    expected = _keras_output(keras_layer, STEPS, MASK)
+    np.testing.assert_allclose(_ember_output(layer, STEPS, MASK), expected, atol=1e-6)
+    assert np.abs(_ember_output(rebuilt(layer).eval(), STEPS, MASK) - expected).max() <= 1e-6
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_bidirectional_matches_keras_under_a_mask(merge_mode, return_sequences):
+    gru = keras().layers.GRU(3, return_sequences=return_sequences)
+    keras_layer, layer = _keras_and_ember("Bidirectional", layer=gru)
+    keras_layer.merge_mode = layer.merge_mode = merge_mode  # both read it as they run
+    expected = _keras_output(keras_layer, STEPS, MASK)
+    np.testing.assert_allclose(_ember_output(layer, STEPS, MASK), expected, atol=1e-6)
+
+
+def test_average_pooling_counts_real_steps_and_masking_makes_the_mask():
+    k = keras()
+    pooled = k.ops.convert_to_numpy(k.layers.GlobalAveragePooling1D()(STEPS + 1, mask=MASK))
+    pooling = L.GlobalAveragePooling1D(data_format="channels_last")
+    got = pooling(torch.from_numpy(STEPS + 1), mask=torch.from_numpy(MASK))
+    np.testing.assert_allclose(got.numpy(), pooled, rtol=1e-6)
+    masking = L.Masking()
+    assert torch.equal(masking.compute_mask(torch.from_numpy(STEPS), None), torch.from_numpy(MASK))
+    assert torch.equal(masking(torch.from_numpy(STEPS)), torch.from_numpy(STEPS))
+
+
+def test_a_bidirectional_takes_recurrent_layers_only():
+    with pytest.raises(TypeError, match="must be a SimpleRNN, LSTM or GRU layer"):
+        L.Bidirectional(L.Dense(3))
+    with pytest.raises(ValueError, match="merge_mode must be one of"):
+        L.Bidirectional(L.LSTM(3), merge_mode="max")
+    with pytest.raises(ValueError, match="must differ in go_backwards"):
+        L.Bidirectional(L.LSTM(3), backward_layer=L.LSTM(3))
+
+
+def _padded_ids(rows, steps, vocabulary):
+    lengths = RNG.integers(1, steps + 1, rows)
+    return np.where(np.arange(steps)[None] < lengths[:, None], RNG.integers(1, vocabulary, (rows, steps)), 0), lengths
+
+
+def test_a_sequential_passes_masks_on_padding_changes_nothing():
+    model = ember.Sequential([L.Input((None,), dtype="int64"), L.Embedding(20, 6, mask_zero=True), L.Dense(6),
+                              L.LSTM(5, return_sequences=True), L.Bidirectional(L.GRU(3)), L.Dense(2)]).eval()
+    ids, lengths = _padded_ids(6, 7, 20)
+    with torch.no_grad():
+        batch = model(torch.from_numpy(ids))
+        for row, length in enumerate(lengths):
+            alone = model(torch.from_numpy(ids[row:row + 1, :length]))
+            assert (alone[0] - batch[row]).abs().max() <= 1e-6
+
+
+def test_a_functional_model_with_masks_trains_saves_and_exports_to_onnx(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    ember.seed(0)
+    ids = L.Input((None,), dtype="int64", name="ids")
+    x = L.Embedding(30, 8, mask_zero=True)(ids)
+    assert x.mask is not None and x.mask.shape == (None, None)
+    x = L.Bidirectional(L.LSTM(6, return_sequences=True))(x)
+    x = L.GlobalAveragePooling1D(data_format="channels_last")(x)
+    model = ember.Model(ids, L.Dense(3, activation="softmax")(x))
+    assert [node.get("op") for node in model.graph["nodes"]].count("not_equal") == 1
+    data, lengths = _padded_ids(64, 8, 30)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    history = model.fit(data, lengths % 3, epochs=2, batch_size=16, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    model.eval()
+    with torch.no_grad():
+        eager = model(torch.from_numpy(data[:10])).numpy()
+        alone = model(torch.from_numpy(data[1:2, :lengths[1]])).numpy()
+    assert np.abs(alone[0] - eager[1]).max() <= 1e-6
+    model.save(tmp_path / "model.ember")
+    with torch.no_grad():
+        assert np.abs(ember.load(tmp_path / "model.ember")(torch.from_numpy(data[:10])).numpy() - eager).max() == 0
+    model.export(tmp_path / "export", format="onnx", example=torch.from_numpy(data[:4]))
+    session = onnxruntime.InferenceSession(str(tmp_path / "export" / "model.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: data[:10]})[0]
+    assert np.abs(got - eager).max() <= 1e-5

@@ -1,0 +1,110 @@
+"""Keras' recurrent layers in ember: SimpleRNN, LSTM, GRU and Bidirectional around one of them.
+
+Keras keeps a cell's kernel (features, gates * units), recurrent kernel (units, gates * units)
+and bias; torch's layout is the transposed matrices, with LSTM's gates in the same order and
+GRU's reordered (Keras z, r, h -> torch r, z, n). A Bidirectional's arrays are its forward
+layer's, then its backward layer's. Registered into `KERAS_LAYERS` by layers.py.
+"""
+import numpy as np
+
+from ember.define import layers as L
+from ember.keras.layers import KERAS, KerasLayer, UnsupportedConfig, activation_name
+
+MERGE_MODES = ("concat", "sum", "mul", "ave")  # None (two outputs) is not a tensor ember's graph refs can name
+
+
+def _recurrent_layer(cls, config, keras2):
+    for option in ("return_state", "stateful", "time_major"):
+        if config.get(option):
+            raise UnsupportedConfig(f"{option}=True")
+    kwargs = dict(activation=activation_name(config.get("activation", "tanh"), keras2),
+                  use_bias=config.get("use_bias", True), return_sequences=config.get("return_sequences", False),
+                  go_backwards=config.get("go_backwards", False), dropout=config.get("dropout", 0.0),
+                  recurrent_dropout=config.get("recurrent_dropout", 0.0),
+                  zero_output_for_mask=config.get("zero_output_for_mask", False), name=config["name"])
+    if cls is not L.SimpleRNN:
+        kwargs["recurrent_activation"] = activation_name(config.get("recurrent_activation", "sigmoid"), keras2)
+    if cls is L.GRU:
+        kwargs["reset_after"] = config.get("reset_after", True)
+    return cls(config["units"], **kwargs)
+
+
+def _build_recurrent(cls):
+    def build(config, layout, shape, keras2=False):
+        return [_recurrent_layer(cls, config, keras2)], KERAS
+    return build
+
+
+def _simple_rnn_weights(arrays, config, layout, shape):
+    out = {"weight_ih": arrays[0].T, "weight_hh": arrays[1].T}
+    if len(arrays) > 2:
+        out["bias_ih"] = arrays[2]
+    return out
+
+
+def _lstm_weights(arrays, config, layout, shape):
+    # Keras' gates i, f, c, o are torch's i, f, g, o: same order, transposed matrices.
+    out = {"weight_ih": arrays[0].T, "weight_hh": arrays[1].T}
+    if len(arrays) > 2:
+        out["bias_ih"] = arrays[2]
+        out["bias_hh"] = np.zeros_like(arrays[2])
+    return out
+
+
+def _gru_weights(arrays, config, layout, shape):
+    def reorder(a):  # Keras' gates z, r, h -> torch's r, z, n on the last axis
+        z, r, h = np.split(a, 3, axis=-1)
+        return np.concatenate([r, z, h], axis=-1)
+
+    out = {"weight_ih": reorder(arrays[0]).T, "weight_hh": reorder(arrays[1]).T}
+    if len(arrays) > 2:
+        bias = reorder(arrays[2])
+        if config.get("reset_after", True):  # (2, 3 units): input bias, recurrent bias
+            out["bias_ih"], out["bias_hh"] = bias[0], bias[1]
+        else:
+            out["bias_ih"] = bias
+    return out
+
+
+_CELLS = {"SimpleRNN": (L.SimpleRNN, _simple_rnn_weights), "LSTM": (L.LSTM, _lstm_weights),
+          "GRU": (L.GRU, _gru_weights)}
+
+
+def _wrapped(config, key):
+    """(class name, config) of the layer a Bidirectional's config holds under `key`."""
+    entry = config.get(key)
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        raise ValueError(f"Bidirectional's {key} must be a layer's {{class_name, config}}, got {entry!r:.100}")
+    if entry.get("class_name") not in _CELLS:
+        raise UnsupportedConfig(f"Bidirectional around {entry.get('class_name')!r} (SimpleRNN, LSTM and GRU are)")
+    return entry["class_name"], entry["config"]
+
+
+def _build_bidirectional(config, layout, shape, keras2=False):
+    merge_mode = config.get("merge_mode", "concat")
+    if merge_mode not in MERGE_MODES:
+        raise UnsupportedConfig(f"merge_mode={merge_mode!r}")
+    lines = [_wrapped(config, "layer")]
+    if config.get("backward_layer") is not None:
+        lines.append(_wrapped(config, "backward_layer"))
+    layers = [_recurrent_layer(_CELLS[class_name][0], line_config, keras2) for class_name, line_config in lines]
+    return [L.Bidirectional(layers[0], merge_mode, layers[1] if len(layers) > 1 else None, name=config["name"])], \
+        KERAS
+
+
+def _bidirectional_weights(arrays, config, layout, shape):
+    forward_class, forward_config = _wrapped(config, "layer")
+    backward_class, backward_config = _wrapped(config, "backward_layer") if config.get("backward_layer") \
+        else (forward_class, forward_config)
+    half = len(arrays) // 2
+    out = {f"forward_layer.{key}": value
+           for key, value in _CELLS[forward_class][1](arrays[:half], forward_config, layout, shape).items()}
+    out.update({f"backward_layer.{key}": value
+                for key, value in _CELLS[backward_class][1](arrays[half:], backward_config, layout, shape).items()})
+    return out
+
+
+RECURRENT_LAYERS = {
+    **{name: KerasLayer(_build_recurrent(cls), weights) for name, (cls, weights) in _CELLS.items()},
+    "Bidirectional": KerasLayer(_build_bidirectional, _bidirectional_weights),
+}
