@@ -44,6 +44,7 @@ def _keras_layers(model):
 @pytest.mark.parametrize("name", GUIDE_MODELS)
 def test_the_guides_models_give_keras_outputs(name):
     build, inputs = GUIDE_MODELS[name][:2]
+    keras.backend.clear_session()  # Keras' automatic names (lstm, lstm_1) count from zero, as ember's do
     keras.utils.set_random_seed(0)
     reference = build(keras)
     model = build(EMBER)
