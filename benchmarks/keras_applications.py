@@ -45,9 +45,10 @@ def row(application, params, report):
         cells.append(f"{'FAIL' if 'error' in result else format(result['max_rel'], '.1e'):>11}")
     fit = report.get("fit")
     cells.append(f"{fit['seconds']:>6.1f}s {'ok' if fit['finite'] else 'NaN':<3}" if fit else f"{'-':>11}")
-    cells.append(f"{report['onnx']['max_abs']:>10.1e}" if "onnx" in report else f"{'-':>10}")
-    int8 = report.get("int8")
-    cells.append(f"{int8['size_ratio']:>6.0%} {int8['agreement']:>7.1%}" if int8 else f"{'-':>14}")
+    onnx, int8 = report.get("onnx"), report.get("int8")
+    cells.append(f"{'-' if not onnx else 'FAIL' if 'error' in onnx else format(onnx['max_abs'], '.1e'):>10}")
+    cells.append(f"{'-':>14}" if not int8 else f"{'FAIL':>14}" if "error" in int8
+                 else f"{int8['size_ratio']:>6.0%} {int8['agreement']:>7.1%}")
     return f"{application.key:<26}{application.size:>5}{params:>13,}" + "".join(cells)
 
 
@@ -63,7 +64,7 @@ def main():
     print(describe_machine())
     header = ["model", "size", "params", "load s", "max abs"] + [f"rel {SHORT[k]}" for k in FILE_KINDS]
     print(f"{header[0]:<26}{header[1]:>5}{header[2]:>13}{header[3]:>7}{header[4]:>10}"
-          + "".join(f"{h:>11}" for h in header[5:]) + f"{'fit':>11}{'onnx abs':>10}{'int8 agree':>14}",
+          + "".join(f"{h:>11}" for h in header[5:]) + f"{'fit':>11}{'onnx abs':>10}{'int8 size,top1':>15}",
           flush=True)
     for name in args.models.split(","):
         applications = [Application(name)] + ([] if args.no_notop else [Application(name, include_top=False)])

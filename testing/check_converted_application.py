@@ -111,7 +111,10 @@ def main():
         model, batch = checked
         formats = ["onnx", "int8"] if "int8" in checks else ["onnx"] if "onnx" in checks else []  # int8 vs onnx
         if formats:
-            report.update(export(model, batch, formats))
+            try:
+                report.update(export(model, batch, formats))
+            except Exception as error:  # reported, so that the fit and the other models still run
+                report.update({name: {"error": f"{type(error).__name__}: {error}"} for name in formats})
         if "fit" in checks:
             rows = torch.cat([batch] * (FIT_ROWS // len(batch)))
             report["fit"] = fit_one_epoch(model, rows)
