@@ -81,6 +81,8 @@ def _keras_class(module):
 
 
 def _copy(module, layout, arrays):
+    if not arrays and KERAS_LAYERS[_keras_class(module)].weights_in_config:
+        return None  # Keras keeps them in the config (a Normalization given its mean): the module has them already
     config = {"scale": getattr(module, "scale", True), "center": getattr(module, "center", True),
               "reset_after": getattr(module, "reset_after", True)}
     converted, problem = convert_weights(_keras_class(module), arrays, module, config, layout, None)
