@@ -139,6 +139,18 @@ def test_a_functional_model_exports_its_named_inputs_and_outputs(tmp_path):
     assert np.abs(label - eager["label"].numpy()).max() <= 1e-5 and np.abs(value - eager["value"].numpy()).max() <= 1e-5
 
 
+def test_an_output_named_like_an_inner_op_exports(tmp_path):
+    # DenseNet121 without its top ends in a layer "relu"; torch.onnx names inner values after ops ("relu").
+    image = ember.Input((5, 5, 2), name="image")
+    x = layers.Conv2D(3, 3, activation="relu", data_format="channels_last")(image)
+    model = ember.Model(image, layers.ReLU(name="relu")(layers.Dense(4)(layers.Flatten()(x) - 0.5)))
+    report = model.export(tmp_path, format="onnx", example=torch.randn(2, 5, 5, 2))
+    assert report.max_abs_diff <= 1e-5
+    graph = __import__("onnx").load(str(tmp_path / "model.onnx")).graph
+    assert [o.name for o in graph.output] == ["relu"]
+    assert sum(name == "relu" for node in graph.node for name in node.output) == 1
+
+
 def test_word_ids_beside_float_features_are_compared_on_rows_of_the_example(tmp_path):
     # With no held_out, floats are random rows; ids are drawn from the example's rows (random ones
     # would be out of the vocabulary), as many rows as the floats.

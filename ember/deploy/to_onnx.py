@@ -26,22 +26,56 @@ def write_onnx(model, inputs: ModelInputs, path: Path) -> None:
     program = capture(model, inputs)
     with torch.inference_mode():
         names = output_names(inputs.call(model), model)
+    placeholders = [f"{_PLACEHOLDER}{i}" for i in range(len(names))]
     try:
-        torch.onnx.export(program, f=str(path), input_names=inputs.names, output_names=names, opset_version=OPSET,
-                          external_data=False, verbose=False)
+        torch.onnx.export(program, f=str(path), input_names=inputs.names, output_names=placeholders,
+                          opset_version=OPSET, external_data=False, verbose=False)
     except Exception as error:
         raise CaptureError(_explain_conversion(error, type(model).__name__)) from error
-    _name_dynamic_dims(path, inputs)
+    proto = onnx.load(str(path))
+    _name_outputs(proto.graph, dict(zip(placeholders, names)))
+    _name_dynamic_dims(proto.graph, inputs)
+    onnx.save(proto, str(path))
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def _name_dynamic_dims(path: Path, inputs: ModelInputs) -> None:
+_PLACEHOLDER = "ember_output_"
+
+
+def _name_outputs(graph, names: dict) -> None:
+    """Give the outputs their names (placeholder -> name). The exporter names inner values after torch's
+    ops ("relu"), and given an output name one of them has (a Keras layer named "relu") it writes both
+    under that name, which onnx.checker refuses: such an inner value is renamed first."""
+    taken = {name for node in graph.node for name in (*node.input, *node.output)} | \
+        {value.name for value in (*graph.input, *graph.initializer)}
+    clashing = {name: _unused(f"{name}_inner", taken) for name in names.values() if name in taken}
+    if any(value.name in clashing for value in graph.input):
+        raise CaptureError(f"an output and an input are both named {sorted(clashing)}: rename one")
+    _rename_values(graph, {**clashing, **names})
+
+
+def _unused(name: str, taken: set) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        candidate, n = f"{name}_{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _rename_values(graph, renames: dict) -> None:
+    for node in graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+        node.output[:] = [renames.get(name, name) for name in node.output]
+    for value in (*graph.output, *graph.value_info, *graph.initializer):
+        value.name = renames.get(value.name, value.name)
+
+
+def _name_dynamic_dims(graph, inputs: ModelInputs) -> None:
     """The exporter names variable dims after torch's symbols ("s77"); name them "batch" and "sequence"
     ("sequence_2"... for lengths that differ: one name is one size to the runtimes and `ember serve`)
     everywhere the same symbol appears. A dim the model fixed (a converted Keras model's sequence
     length) can come out as the name "12": make it the number."""
-    proto = onnx.load(str(path))
-    graph, names = proto.graph, {}
+    names = {}
     for value, tensor in zip(graph.input, inputs.tensors):
         for axis in inputs.variable_dims(tensor):
             symbol = value.type.tensor_type.shape.dim[axis].dim_param
@@ -54,7 +88,6 @@ def _name_dynamic_dims(path: Path, inputs: ModelInputs) -> None:
                 dim.dim_param = names[dim.dim_param]
             elif dim.dim_param.isdigit():
                 dim.dim_value = int(dim.dim_param)
-    onnx.save(proto, str(path))
 
 
 def ort_session(path):
