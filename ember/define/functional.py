@@ -136,6 +136,7 @@ def _record_graph(inputs, outputs, name):
 
     for index, tensor in enumerate(output_tensors):
         visit(tensor, tensor.name)
+    order.sort(key=lambda node: node.created)  # as written (a converted Keras model: Keras' layer order)
     unused = [t.node.input_name for t in input_tensors if id(t.node) not in seen]
     if unused:
         raise ValueError(f"the input(s) {unused} reach no output: every input must be used by the outputs")

@@ -17,7 +17,8 @@ from ember.define.masking import output_mask, takes_mask
 from ember.errors import ShapeError
 
 _FAKE_BATCH = 2  # the batch size shapes are inferred with; outputs keep it as None
-_counter = itertools.count()
+_counter = itertools.count()  # automatic tensor names
+_created = itertools.count()  # the order nodes were recorded in
 
 
 @dataclass(eq=False)
@@ -29,6 +30,7 @@ class Node:
     kwargs: dict = field(default_factory=dict)
     outputs: object = None  # the SymbolicTensor(s) it returned, in the structure the call returned them
     input_name: str | None = None
+    created: int = field(default_factory=lambda: next(_created))  # calls are recorded in the order written
 
 
 class SymbolicTensor:

@@ -2,11 +2,13 @@
 
 Keras 3 files (`.weights.h5`, or the weights inside a `.keras`) are matched the way Keras
 itself matches them: each layer by the group its class name gives (`conv2d`, `conv2d_1`,
-...), in the model's layer order. Legacy `.h5` files are matched by order: the n-th layer
-with weights in the file goes to the n-th ember layer with weights.
+...), in the model's layer order; a model nested as a layer (ConvNeXt's blocks) has a group of its
+own (`sequential`, `functional`) whose layers are counted apart. Legacy `.h5` files are matched by
+order: the n-th layer with weights in the file goes to the n-th ember layer with weights.
 """
 import torch
 
+from ember.define import Functional, Sequential
 from ember.define import layers as L
 from ember.define.layers.base import ImageLayer, Layer
 from ember.saving import ModelFileError
@@ -38,10 +40,9 @@ def load_keras_weights(model: torch.nn.Module, path) -> torch.nn.Module:
                 f"{len(weighted)} layers with weights ({', '.join(_describe(m) for m, _ in weighted)})")
         pairs = [(m, layout, name, a) for (m, layout), (name, a) in zip(weighted, arrays)]
     else:
-        counters, pairs = {}, []
-        for module, layout in layers:
-            group = keras3_weight_path(_keras_class(module), counters)
-            pairs.append((module, layout, group, keras_file.weights.by_path.get(group, [])))
+        layout_of = {id(module): layout for module, layout in layers}
+        pairs = [(module, layout_of[id(module)], group, keras_file.weights.by_path.get(group, []))
+                 for module, group in _keras3_groups(model, "", {})]
         pairs = [p for p in pairs if p[0].state_dict() or p[3]]
     problems = []
     for module, layout, source, arrays in pairs:
@@ -73,6 +74,20 @@ def _layers_with_layout(model):
             flat_layout = KERAS
 
 
+def _keras3_groups(module, prefix, counters):
+    """(ember layer, its group in a Keras 3 file), in the model's order. A layer's own sub-modules (a
+    Bidirectional's LSTMs) are its weights, not layers; a nested Sequential or functional model is a
+    group with counters of its own; other containers (ModuleDict, ModuleList) are transparent."""
+    for child in module.children():
+        if isinstance(child, (Sequential, Functional)):
+            group = prefix + keras3_weight_path(type(child).__name__, counters)
+            yield from _keras3_groups(child, group + "/", {})
+        elif isinstance(child, Layer):
+            yield child, prefix + keras3_weight_path(_keras_class(child), counters)
+        else:
+            yield from _keras3_groups(child, prefix, counters)
+
+
 def _keras_class(module):
     name = _KERAS_NAME.get(type(module))
     if name is None:
@@ -81,14 +96,31 @@ def _keras_class(module):
 
 
 def _copy(module, layout, arrays):
-    if not arrays and KERAS_LAYERS[_keras_class(module)].weights_in_config:
-        return None  # Keras keeps them in the config (a Normalization given its mean): the module has them already
+    if isinstance(module, L.Normalization):
+        return _copy_statistics(module, arrays)
     config = {"scale": getattr(module, "scale", True), "center": getattr(module, "center", True),
               "reset_after": getattr(module, "reset_after", True)}
     converted, problem = convert_weights(_keras_class(module), arrays, module, config, layout, None)
     if converted:
         copy_weights(module, converted)
     return problem
+
+
+def _copy_statistics(module, arrays):
+    """A Normalization's adapted mean and variance (and count), kept per axis in the same order in Keras'
+    file and ember's layer; a given mean and variance stay in Keras' config, which the layer was built from."""
+    if not arrays:
+        return None
+    if getattr(module, "mean", None) is None:
+        return "the layer has no statistics' shape yet: call it once (or adapt it) before loading them"
+    expected = tuple(module.mean.shape)
+    if len(arrays) != 3 or any(tuple(a.shape) != expected for a in arrays[:2]):
+        return f"expected mean, variance and count with mean and variance of shape {expected}, got " \
+               f"{[tuple(a.shape) for a in arrays]}"
+    with torch.no_grad():
+        module.mean.copy_(torch.as_tensor(arrays[0]))
+        module.variance.copy_(torch.as_tensor(arrays[1]))
+    return None
 
 
 def _describe(module):
