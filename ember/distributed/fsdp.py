@@ -33,6 +33,8 @@ class FSDP(DataParallel):
     Without a launcher it runs as one process (a process group of one).
     """
 
+    contiguous_parameters = True  # FSDP2 refuses non-contiguous parameters (channels_last convolutions)
+
     def __init__(self, cpu_offload=False, mixed_precision=None, wrap=None, timeout=None):
         super().__init__(timeout)
         self.cpu_offload = cpu_offload

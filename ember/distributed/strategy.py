@@ -10,6 +10,7 @@ class SingleProcess:
     is_main = True
     rank = 0
     world_size = 1
+    contiguous_parameters = False  # whether it shards only contiguous parameters (no channels_last weights)
 
     def setup(self, model, batches, state):
         """Prepare the model and the batches; return the module to call forward on."""

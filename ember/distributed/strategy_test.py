@@ -101,3 +101,24 @@ def test_an_fsdp_model_saves_its_gathered_weights_and_loads_as_its_own_class(tmp
     assert type(loaded) is Net  # not fully_shard's FSDPNet subclass
     x = np.random.default_rng(1).normal(size=(5, 6)).astype("float32")
     np.testing.assert_allclose(loaded.predict(x), model.predict(x), atol=1e-6)
+
+
+class ConvNet(ember.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 6 * 6, 2)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return self.head(x.view(x.size(0), -1))  # the seed's flatten, rewritten under channels_last
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_convolutional_model_trains_under_each_strategy_fsdp_with_contiguous_weights(strategy, no_process_group):
+    ember.seed(0)
+    model = ConvNet()
+    model.compile("sgd", loss="cross_entropy", lr=0.1, precision="fp32")
+    x, y = np.random.default_rng(0).normal(size=(16, 1, 6, 6)).astype("float32"), np.arange(16) % 2
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # the first fit: channels_last
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, strategy=strategy)  # FSDP2 shards contiguous ones only
+    assert model.trainer.state.channels_last == (strategy == "ddp")

@@ -102,6 +102,9 @@ class Trainer:
                                device=self.device, what="validation_data")
             if validation_steps is not None:
                 val = StepsPerEpoch(val, validation_steps, "validation_steps")
+        if self.strategy.contiguous_parameters and self.state.channels_last:
+            self.state.channels_last = self.state.rewrites_views = False
+            self.model.to(memory_format=torch.contiguous_format)
         self._dry_run(train)  # builds lazy layers before a strategy wraps or shards them
         with self._training_layout():
             return self._fit(train, val, callbacks, epochs, batch_size, verbose, initial_epoch, validation_freq,
