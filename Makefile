@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # onnxruntime-web for the "web" export format, pinned in package.json / package-lock.json.
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test docs bench clean
 
 $(STAMP): pyproject.toml constraints.txt $(NODE_STAMP)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,8 +25,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
+
 bench: $(STAMP)
 	$(PY) benchmarks/train_speed.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site

@@ -3,7 +3,7 @@ MirroredStrategy / MultiWorkerMirroredStrategy, each as one fit() argument.
 
     ember launch -n 2 examples/distributed.py     # 2 processes here (torchrun --nproc-per-node=2 works too)
     python examples/distributed.py                # no launcher: one process, same code
-Several machines: the `ember launch --nnodes=...` command in the README's Scale section.
+Several machines: the `ember launch --nnodes=...` command in docs/guides/distributed.md.
 """
 import os
 import tempfile

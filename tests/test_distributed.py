@@ -22,7 +22,7 @@ import ember
 import ember.distributed
 
 WORKER = Path(__file__).resolve()
-README = WORKER.parents[1] / "README.md"
+DISTRIBUTED_GUIDE = WORKER.parents[1] / "docs" / "guides" / "distributed.md"
 EMBER = [sys.executable, "-m", "ember.cli"]
 
 
@@ -130,16 +130,16 @@ def test_one_rank_crashing_fails_the_job_with_its_error(tmp_path):
     assert "ember launch: worker rank 1" in job.stderr
 
 
-def readme_multi_node_command():
-    """The README's multi-node command, which this test runs as written (with its $HOST and $PORT)."""
-    lines = [line.strip() for line in README.read_text().splitlines() if line.strip().startswith("ember launch --nnodes")]
-    assert len(lines) == 1, "the README's Scale section shows one multi-node command"
+def guide_multi_node_command():
+    """The distributed guide's multi-node command, which this test runs as written (with its $HOST and $PORT)."""
+    lines = [line.strip() for line in DISTRIBUTED_GUIDE.read_text().splitlines() if line.strip().startswith("ember launch --nnodes")]
+    assert len(lines) == 1, "the distributed guide shows one multi-node command"
     return lines[0]
 
 
 @pytest.mark.slow
 def test_two_nodes_meeting_through_c10d_rendezvous_train_like_one(tmp_path):
-    command = readme_multi_node_command()
+    command = guide_multi_node_command()
     with socket.socket() as s:  # a free loopback port for the rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
