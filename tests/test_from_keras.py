@@ -86,6 +86,21 @@ def _ember_convnet(data_format):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TOLERANCE))
+@pytest.mark.parametrize("weights", [".weights.h5", ".legacy.weights.h5"])
+def test_weights_only_files_load_into_the_converted_architecture(keras_models, no_keras, name, weights):
+    model = ember.from_keras(keras_models / f"{name}.keras")
+    with torch.no_grad():  # all but statistics Keras keeps in the config (a Normalization given its mean)
+        for module in model.modules():
+            if not isinstance(module, ember.layers.Normalization):
+                for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+                    tensor.zero_()
+    ember.load_keras_weights(model, keras_models / f"{name}{weights}")  # nested models too
+    x, expected = np.load(keras_models / f"{name}_inputs.npy"), np.load(keras_models / f"{name}_predictions.npy")
+    assert np.abs(_run(model, x) - expected).max() <= TOLERANCE[name]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("file", ["seed_convnet.weights.h5", "seed_convnet.h5", "seed_convnet.keras"])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_load_keras_weights_into_an_ember_model(keras_models, no_keras, file, data_format):

@@ -4,7 +4,9 @@ Keras 3 files (`.weights.h5`, or the weights inside a `.keras`) are matched the 
 itself matches them: each layer by the group its class name gives (`conv2d`, `conv2d_1`,
 ...), in the model's layer order; a model nested as a layer (ConvNeXt's blocks) has a group of its
 own (`sequential`, `functional`) whose layers are counted apart. Legacy `.h5` files are matched by
-order: the n-th layer with weights in the file goes to the n-th ember layer with weights.
+layer name where every name in the file is one of the model's (a converted model keeps Keras'
+names), else by order: the n-th layer with weights in the file goes to the n-th ember layer with
+weights. There a nested model is one entry, its arrays named by the layer that owns each.
 """
 import torch
 
@@ -30,17 +32,24 @@ for _name in KERAS_LAYERS:  # then Keras' long names for ember's short ones (Bat
 def load_keras_weights(model: torch.nn.Module, path) -> torch.nn.Module:
     """Copy the weights of a Keras weights or model file into `model` (built with ember layers)."""
     keras_file = read_keras_file(path)
-    layers = [(m, layout) for m, layout in _layers_with_layout(model)]
-    weighted = [(m, layout) for m, layout in layers if m.state_dict()]
+    layout_of = {id(module): layout for module, layout in _layers_with_layout(model)}
     if keras_file.weights.ordered:  # legacy .h5: by order of the layers that have weights
-        arrays = [(name, a) for name, a in keras_file.weights.ordered if a]
-        if len(arrays) != len(weighted):
+        entries = [(name, arrays) for name, arrays in keras_file.weights.ordered if arrays]
+        units = [unit for unit in _units(model) if unit.state_dict()]
+        by_name = {getattr(unit, "name", None): unit for unit in units}
+        if all(name in by_name for name, _ in entries):  # a converted model has Keras' layer names
+            units = [by_name[name] for name, _ in entries]
+        elif len(entries) != len(units):
             raise ModelFileError(
-                f"{path} has weights for {len(arrays)} layers ({', '.join(n for n, _ in arrays)}), the model has "
-                f"{len(weighted)} layers with weights ({', '.join(_describe(m) for m, _ in weighted)})")
-        pairs = [(m, layout, name, a) for (m, layout), (name, a) in zip(weighted, arrays)]
+                f"{path} has weights for {len(entries)} layers ({', '.join(n for n, _ in entries)}), the model has "
+                f"{len(units)} layers with weights ({', '.join(_describe(m) for m in units)})")
+        pairs = []
+        for unit, (name, arrays) in zip(units, entries):
+            if isinstance(unit, (Sequential, Functional)):
+                pairs += _split_nested(unit, name, arrays, keras_file.weights.array_names.get(name, []), layout_of)
+            else:
+                pairs.append((unit, layout_of[id(unit)], name, arrays))
     else:
-        layout_of = {id(module): layout for module, layout in layers}
         pairs = [(module, layout_of[id(module)], group, keras_file.weights.by_path.get(group, []))
                  for module, group in _keras3_groups(model, "", {})]
         pairs = [p for p in pairs if p[0].state_dict() or p[3]]
@@ -86,6 +95,30 @@ def _keras3_groups(module, prefix, counters):
             yield child, prefix + keras3_weight_path(_keras_class(child), counters)
         else:
             yield from _keras3_groups(child, prefix, counters)
+
+
+def _units(module):
+    """The layers and nested models in `module`, in order: what a legacy file has one entry each for."""
+    for child in module.children():
+        if isinstance(child, (Layer, Sequential, Functional)):
+            yield child
+        else:
+            yield from _units(child)
+
+
+def _layers_in(model):
+    """The layers of a nested model and of the models nested in it, in order."""
+    for unit in _units(model):
+        yield from _layers_in(unit) if isinstance(unit, (Sequential, Functional)) else [unit]
+
+
+def _split_nested(model, name, arrays, array_names, layout_of):
+    """A legacy file keeps a nested model's arrays in one entry, each named by a path through the layer
+    that owns it ("stem/conv2d/kernel"): each layer of the ember model gets those its name owns."""
+    owned = [(path.split("/")[:-1], array) for path, array in zip(array_names, arrays)]
+    return [(layer, layout_of[id(layer)], f"{name}/{layer.name}",
+             [array for owners, array in owned if layer.name in owners])
+            for layer in _layers_in(model) if layer.state_dict()]
 
 
 def _keras_class(module):

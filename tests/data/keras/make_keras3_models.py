@@ -1,17 +1,20 @@
 """Builds, trains a few steps and saves the Keras 3 models the from_keras tests load.
 
 Usage: KERAS_BACKEND=torch python make_keras3_models.py OUT_DIR
-Writes, per model: NAME.keras, NAME.h5, NAME.weights.h5, NAME_inputs.npy and
-NAME_predictions.npy (Keras' own predict on the inputs). Needs Keras 3, not TensorFlow.
+Writes, per model: NAME.keras, NAME.h5, NAME.weights.h5, NAME.legacy.weights.h5 (weights only, as
+tf.keras 2 wrote them: Keras 3 writes that layout only through a private function), NAME_inputs.npy
+and NAME_predictions.npy (Keras' own predict on the inputs). Needs Keras 3, not TensorFlow.
 """
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+import h5py  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
+from keras.src.legacy.saving import legacy_h5_format  # noqa: E402
 
 
 def seed_convnet():
@@ -186,6 +189,8 @@ def main(out):
         model.save(out / f"{name}.keras")
         model.save(out / f"{name}.h5")
         model.save_weights(out / f"{name}.weights.h5")
+        with h5py.File(out / f"{name}.legacy.weights.h5", "w") as legacy:  # tf.keras 2's weights-only layout
+            legacy_h5_format.save_weights_to_hdf5_group(legacy, model)
         np.save(out / f"{name}_inputs.npy", x[:8])
         np.save(out / f"{name}_predictions.npy", model.predict(x[:8], verbose=0))
     batch_norm_step(out, rng)
