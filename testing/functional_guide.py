@@ -4,8 +4,18 @@ Each comes with inputs for a few samples and a loss per output."""
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 import ember
+
+@pytest.fixture(autouse=True)
+def channels_last():
+    """Autouse in the tests that import it: the guide's layers in Keras' default image layout."""
+    before = ember.config.image_data_format()
+    ember.config.set_image_data_format("channels_last")  # the guide's images are NHWC, as Keras' default
+    yield
+    ember.config.set_image_data_format(before)
+
 
 EMBER = SimpleNamespace(Input=ember.Input, Model=ember.Model, layers=ember.layers, ops=ember.ops)
 

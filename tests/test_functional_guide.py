@@ -9,17 +9,9 @@ import pytest
 import torch
 
 import ember
-from testing.functional_guide import EMBER, GUIDE_MODELS
+from testing.functional_guide import EMBER, GUIDE_MODELS, channels_last  # noqa: F401 (autouse)
 from ember.serve.config import load_config
 from testing.serve import InProcessApp
-
-
-@pytest.fixture(autouse=True)
-def channels_last():
-    before = ember.config.image_data_format()
-    ember.config.set_image_data_format("channels_last")  # the guide's images are NHWC, as Keras' default
-    yield
-    ember.config.set_image_data_format(before)
 
 
 def _tensors(data):

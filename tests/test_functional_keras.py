@@ -10,17 +10,8 @@ import torch
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
 
-import ember  # noqa: E402
 from ember.keras.layers import KERAS, convert_weights, copy_weights  # noqa: E402
-from testing.functional_guide import EMBER, GUIDE_MODELS  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def channels_last():
-    before = ember.config.image_data_format()
-    ember.config.set_image_data_format("channels_last")  # the guide's images are NHWC, as Keras' default
-    yield
-    ember.config.set_image_data_format(before)
+from testing.functional_guide import EMBER, GUIDE_MODELS, channels_last  # noqa: E402, F401 (channels_last: autouse)
 
 
 def _copy_keras_weights(keras_model, ember_model):
