@@ -5,7 +5,7 @@ at batch 1 and batch 64: median wall time, every runtime on the same number of t
 Accuracy is on the digits validation split; int8 is calibrated on 256 training images.
 On a shared machine absolute times drift; compare the ratios within one table.
 
-    python benchmarks/export_latency.py [--threads 1,2] [--formats onnx,program,int8,tflite,pte] [--epochs 5]
+    python benchmarks/export_latency.py [--threads 1,2] [--formats onnx,program,int8,tflite,pte,web] [--epochs 5]
 """
 import argparse
 import tempfile
@@ -23,7 +23,7 @@ from ember.train.hardware import describe_machine
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--formats", default="onnx,program,int8,tflite,pte")
+    parser.add_argument("--formats", default="onnx,program,int8,tflite,pte,web")
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
 

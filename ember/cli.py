@@ -9,6 +9,7 @@ COMMANDS = [
     ("export", "ember.export_command", "export a model file to onnx, program, int8, tflite, pte, web; check each"),
     ("convert", "ember.keras.cli", "convert a Keras .keras/.h5 model to an ember model file (no TensorFlow)"),
     ("serve", "ember.serve.cli", "serve exports over TF Serving and KServe v2 REST, with dynamic batching"),
+    ("serve-web", "ember.deploy.web_server", "serve a web bundle with the headers multi-threaded wasm needs"),
     ("launch", "ember.distributed.launch", "run a training script on N processes or machines (torchrun)"),
 ]
 

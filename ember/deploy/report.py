@@ -65,34 +65,39 @@ class EagerBaseline:
     def accuracy(self):
         return _accuracy(self.outputs[0], self.labels)
 
+    def timing_inputs(self):
+        """numpy inputs: all held-out rows, its first row (batch 1) and 64 rows (batch 64)."""
+        return self.held_out.numpy(), self.held_out.rows(0, 1).numpy(), _batch_of(self.held_out, 64).numpy()
+
     def report(self, format, directory, files, run, static_batch=None, notes=()) -> ExportReport:
         """Compare `run` (numpy inputs dict -> list of numpy outputs) with eager and time it.
 
         `static_batch=1` runs the artifact row by row and reports no batch-64 latency.
         """
-        directory = Path(directory)
-        held = self.held_out.numpy()
+        held, one, many = self.timing_inputs()
         count = len(next(iter(held.values())))
         if static_batch:
             rows = [run({k: v[i:i + 1] for k, v in held.items()}) for i in range(count)]
             outputs = [np.concatenate([r[j] for r in rows]) for j in range(len(rows[0]))]
         else:
             outputs = run(held)
+        notes = list(notes) + ([f"static batch {static_batch}"] if static_batch else [])
+        return self.measured(format, directory, files, outputs, median_ms(lambda: run(one)),
+                             None if static_batch else median_ms(lambda: run(many)), notes)
+
+    def measured(self, format, directory, files, outputs, latency_ms, latency_ms_64, notes=()) -> ExportReport:
+        """The report of an artifact run elsewhere (a browser): its outputs on the held-out inputs and latencies."""
         if len(outputs) != len(self.outputs):
             raise RuntimeError(f"{format}: the artifact returns {len(outputs)} outputs, eager returns "
                                f"{len(self.outputs)}")
         diff = max(float(np.max(np.abs(np.asarray(a, np.float32) - b), initial=0.0))
                    for a, b in zip(outputs, self.outputs))
-        one = {k: v[:1] for k, v in held.items()}
-        many = _batch_of(self.held_out, 64).numpy()
         eager_1, eager_64 = self.latencies
-        notes = list(notes) + ([f"static batch {static_batch}"] if static_batch else [])
         return ExportReport(
-            format=format, files=[str(f) for f in files], size_bytes=sum(_size(directory / f) for f in files),
-            max_abs_diff=diff, latency_ms=median_ms(lambda: run(one)),
-            latency_ms_64=None if static_batch else median_ms(lambda: run(many)),
+            format=format, files=[str(f) for f in files], size_bytes=sum(_size(Path(directory) / f) for f in files),
+            max_abs_diff=diff, latency_ms=latency_ms, latency_ms_64=latency_ms_64,
             eager_latency_ms=eager_1, eager_latency_ms_64=eager_64,
-            accuracy=_accuracy(outputs[0], self.labels), eager_accuracy=self.accuracy, notes=notes)
+            accuracy=_accuracy(outputs[0], self.labels), eager_accuracy=self.accuracy, notes=list(notes))
 
 
 def median_ms(call, budget_s=0.4, min_runs=5, max_runs=200) -> float:

@@ -101,11 +101,16 @@ def ort_session(path):
 
 def ort_runner(session):
     """numpy inputs dict -> list of outputs, feeding each input in the dtype the model declares."""
-    dtypes = {i.name: _numpy_dtype(i.type) for i in session.get_inputs()}
+    dtypes = input_dtypes(session)
 
     def run(feeds):
         return session.run(None, {name: np.asarray(value, dtypes[name]) for name, value in feeds.items()})
     return run
+
+
+def input_dtypes(session) -> dict:
+    """{input name: the numpy dtype the model declares}."""
+    return {i.name: _numpy_dtype(i.type) for i in session.get_inputs()}
 
 
 def _numpy_dtype(onnx_type: str):
