@@ -53,7 +53,8 @@ def train(out: Path, backup_dir: str, data: str, kill: str) -> None:
     ember.seed(2024)
     x = np.random.rand(SAMPLES, 10).astype("float32")
     y = (x[:, :3].sum(1) > 1.5).astype("int64")
-    model = ember.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(2)])
+    first = [layers.Rescaling(1 / 255), layers.Flatten()] if data == "folder" else []
+    model = ember.Sequential([*first, layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(2)])
     model.compile("adamw", "cross_entropy", ["accuracy"], lr=0.01, lr_schedule="cosine",
                   lr_schedule_interval="batch")
     callbacks = [KillAfterBatch(), EarlyStopping("loss", patience=50), ReduceLROnPlateau("loss", patience=1),
@@ -63,6 +64,14 @@ def train(out: Path, backup_dir: str, data: str, kill: str) -> None:
     if data == "dataset":  # a map-style Dataset: ember's DataLoader, whose generator orders the epochs
         dataset = torch.utils.data.StackDataset(torch.from_numpy(x), torch.from_numpy(y))
         history = model.fit(dataset, batch_size=BATCH, epochs=EPOCHS, verbose=0, callbacks=callbacks)
+    elif data == "folder":  # image files decoded by 2 worker processes, reshuffled each epoch
+        from ember.data import image_dataset_from_directory
+        from testing.image_folders import make_image_folder
+
+        folder = make_image_folder(out.parent / "images", per_class=SAMPLES // 2, max_side=64)
+        images = image_dataset_from_directory(folder, image_size=(6, 6), batch_size=BATCH, seed=7, workers=2,
+                                              verbose=False)
+        history = model.fit(images, epochs=EPOCHS, verbose=0, callbacks=callbacks)
     else:
         history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0, callbacks=callbacks)
     model.save_weights(out / "final.safetensors")
@@ -71,7 +80,8 @@ def train(out: Path, backup_dir: str, data: str, kill: str) -> None:
 
 def _job(out, backup_dir, data, kill):
     out.mkdir(exist_ok=True)
-    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, __file__, str(out), str(backup_dir), data, kill], env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -100,7 +110,7 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed,data", [(0, "arrays"), (1, "dataset"), (2, "arrays")])
+@pytest.mark.parametrize("seed,data", [(0, "arrays"), (1, "dataset"), (2, "arrays"), (3, "folder")])
 def test_sigkilled_run_restarted_until_done_equals_uninterrupted(tmp_path, uninterrupted, seed, data):
     import torch
 

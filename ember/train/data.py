@@ -3,7 +3,8 @@
 In-memory data (numpy arrays, tensors, lists and dicts of them, a TensorDataset) takes the fast
 path: converted once, then sliced with one permutation per epoch — no per-sample
 `__getitem__` and collate. Anything else (a Dataset, a DataLoader, any iterable of
-`(x, y)` or `(x, y, sample_weight)` tuples or dict batches) is iterated as given.
+`(x, y)` or `(x, y, sample_weight)` tuples or dict batches) is iterated as given; ember.data's
+datasets know their position (`SourceBatches`). uint8 inputs reach the model as float32 (`move_inputs`).
 
 Every batch is a `Batch(inputs, targets, weight, sample_weight)`: `inputs` is a tensor, a list of
 tensors (a model's several inputs) or a dict of them (named inputs; Hugging Face batches, whose
@@ -127,6 +128,37 @@ class IterableBatches:
                              "expected at least one (x, y) batch per epoch; is the data empty or exhausted?")
 
 
+class SourceBatches:
+    """Batches from a source that knows its position (ember.data's datasets): `len()` batches per epoch and
+    `batches(epoch, start)` yielding `(batch, weight)`, a pure function of (seed, epoch, step), so a resumed
+    run reads only what is left; under DDP the source reads only this process's share of each batch."""
+
+    def __init__(self, source):
+        self.source = source
+        self.num_samples = getattr(source, "num_samples", None)
+
+    def __len__(self):
+        return len(self.source)
+
+    @property
+    def seed(self):
+        return self.source.seed
+
+    @seed.setter
+    def seed(self, value):
+        self.source.seed = value
+
+    def split_across(self, rank: int, processes: int, same_seed=None) -> None:
+        if same_seed is not None:
+            self.source.seed = same_seed(self.source.seed)
+        self.source.split_across(rank, processes)
+
+    def epoch(self, epoch, start_step=0):
+        for batch, weight in self.source.batches(epoch, start_step):
+            inputs, targets, sample_weight = split_batch(batch)
+            yield Batch(inputs, targets, weight, sample_weight)
+
+
 class RankShares:
     """Re-iterable over a loader's global batches that yields one process's share of each."""
 
@@ -193,6 +225,8 @@ def make_batches(x, y=None, *, sample_weight=None, class_weight=None, batch_size
         if value is not None:
             raise ValueError(f"{name} must be None when {what} is a {type(x).__name__}: it yields its batches "
                              "itself, as (x, y) or (x, y, sample_weight) tuples")
+    if callable(getattr(x, "batches", None)) and hasattr(x, "__len__"):
+        return SourceBatches(x)
     if isinstance(x, Dataset) and not isinstance(x, IterableDataset):
         if len(x) == 0:
             raise ValueError(f"{what} is an empty Dataset")
@@ -307,6 +341,19 @@ def move(batch_part, device, non_blocking=False):
     if isinstance(batch_part, np.ndarray):
         return to_tensor(batch_part, device)
     return batch_part
+
+
+def move_inputs(inputs, device, non_blocking=False):
+    """`move`, then uint8 tensors (images, as ember.data yields them) to float32 on the device: 4x less to
+    copy, and 0-255 floats as Keras casts uint8 images to its float32 inputs."""
+    moved = move(inputs, device, non_blocking)
+    if isinstance(moved, Mapping):
+        return {k: _uint8_as_float(v) for k, v in moved.items()}
+    return [_uint8_as_float(v) for v in moved] if isinstance(moved, list) else _uint8_as_float(moved)
+
+
+def _uint8_as_float(value):
+    return value.float() if isinstance(value, torch.Tensor) and value.dtype == torch.uint8 else value
 
 
 def split_validation(x, y, sample_weight, validation_split):

@@ -25,7 +25,7 @@ from ember.distributed.strategy import SingleProcess
 from ember.train.callbacks.base import CallbackList, LazyLogs
 from ember.train.callbacks.history import History
 from ember.train.callbacks.progress import ProgressBar
-from ember.train.data import call_model, make_batches, move, split_validation
+from ember.train.data import call_model, make_batches, move, move_inputs, split_validation
 from ember.train.epoch_steps import StepsPerEpoch
 from ember.train.diagnose import check_targets, explain_forward_error, explain_loss_error
 from ember.train.fast_paths import CpuTrainingFastPaths
@@ -149,7 +149,7 @@ class Trainer:
             for step, batch in enumerate(state.batches(epoch), state.step_in_epoch):
                 cbs.on_train_batch_begin(step)
                 last_micro = (step + 1) % recipe.accumulate_steps == 0 or step + 1 == steps
-                self.train_step(move(batch.inputs, self.device), move(batch.targets, self.device), last_micro,
+                self.train_step(move_inputs(batch.inputs, self.device), move(batch.targets, self.device), last_micro,
                                 batch.weight, move(batch.sample_weight, self.device))
                 state.step_in_epoch = step + 1
                 cbs.on_train_batch_end(step, self.strategy.batch_logs(LazyLogs(self.running_logs)))
@@ -267,7 +267,7 @@ class Trainer:
                 for step, (inputs, targets, _, sample_weight) in enumerate(batches.epoch(evaluation)):
                     callbacks.on_test_batch_begin(step)
                     targets = move(targets, self.device)
-                    outputs, loss, per_output = self.forward_and_loss(move(inputs, self.device), targets,
+                    outputs, loss, per_output = self.forward_and_loss(move_inputs(inputs, self.device), targets,
                                                                       move(sample_weight, self.device))
                     self.state.track(loss, per_output, outputs, targets, _batch_size(outputs))
                     callbacks.on_test_batch_end(step, LazyLogs(self.running_logs))
@@ -294,7 +294,7 @@ class Trainer:
             with torch.inference_mode(), autocast, self._training_layout(), self._view_rewrites():
                 for step, (inputs, *_) in enumerate(batches.epoch(0)):
                     callbacks.on_predict_batch_begin(step)
-                    inputs = move(inputs, self.device)
+                    inputs = move_inputs(inputs, self.device)
                     if isinstance(inputs, dict):
                         inputs.pop("labels", None)
                     try:
@@ -336,7 +336,7 @@ class Trainer:
         state = self.state
         if state is None or (state.optimizer is not None and (state.layout_checked or not state.channels_last)):
             return
-        inputs = move(next(iter(batches.epoch(0)))[0], self.device)
+        inputs = move_inputs(next(iter(batches.epoch(0)))[0], self.device)
         if state.optimizer is None:
             self._forward_without_grad(inputs)
             self.model.to(self.device)
