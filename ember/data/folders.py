@@ -20,7 +20,31 @@ class FolderIndex:
     class_names: list | None
 
 
-def check_arguments(labels, label_mode, class_names, validation_split, subset, shuffle, seed):
+def from_directory(make, directory, suffixes, labels, label_mode, class_names, shuffle, seed, validation_split,
+                   subset, follow_links, verbose):
+    """Keras' `*_dataset_from_directory` flow: check, index, encode labels, split; `make(paths, labels,
+    class_names, shuffle, seed, subset)` builds one dataset, or two for subset="both"."""
+    _check_arguments(labels, label_mode, class_names, validation_split, subset, shuffle, seed)
+    if labels is None or label_mode is None:
+        labels, label_mode = None, None
+    seed = int(np.random.randint(1e6)) if seed is None else int(seed)
+    index = index_directory(directory, labels, suffixes, class_names, shuffle, seed, follow_links, verbose)
+    if label_mode == "binary" and len(index.class_names) != 2:
+        raise ValueError(f"label_mode='binary' needs exactly 2 classes; {directory} has {index.class_names}")
+
+    def dataset(part_subset):
+        part = split(index, validation_split, part_subset, verbose)
+        if not part.paths:
+            raise ValueError(f"no files in {directory} for subset {part_subset!r}: expected files ending in "
+                             f"{suffixes}")
+        encoded = None if label_mode is None else encode_labels(part.labels, label_mode, len(index.class_names))
+        return make(part.paths, encoded, index.class_names, shuffle and part_subset != "validation", seed,
+                    part_subset)
+
+    return (dataset("training"), dataset("validation")) if subset == "both" else dataset(subset)
+
+
+def _check_arguments(labels, label_mode, class_names, validation_split, subset, shuffle, seed):
     if labels not in ("inferred", None) and not isinstance(labels, (list, tuple)):
         raise ValueError(f"labels must be 'inferred', None, or a list/tuple of integer labels (one per file, in "
                          f"the sorted order of the file paths); got {labels!r}")

@@ -6,11 +6,9 @@ float32): the workers decode into uint8, batches cross processes as uint8 in sha
 trainer converts them to float32 on the model's device. channels_first batches are the NHWC decode
 permuted, i.e. NCHW tensors in channels_last memory, the layout ember's fast path trains in.
 
-Batch `b` of epoch `e` is a pure function of (seed, e, b): the files are reshuffled each epoch from
-`seed + e` (Keras reshuffles each iteration too), so resuming at a step decodes only what is left.
+Which files make batch `b` of epoch `e`, and each process's share, is FileBatches' (file_batches.py).
 A file that cannot be decoded is skipped with a warning naming it (`on_error="raise"`: an error).
 """
-import math
 import os
 import warnings
 
@@ -20,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ember.config import normalize_data_format
 from ember.data import folders
+from ember.data.file_batches import FileBatches
 from ember.data.cache import DECODED, FAILED, DecodedCache
 from ember.data.images import ALLOWED_SUFFIXES, CHANNELS, check_options, load_image
 
@@ -39,97 +38,42 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     process), `cache=True` keeps the decoded images in memory after the first epoch,
     `cache="path"` on disk; `on_error="warn"` skips an undecodable file naming it, "raise" stops.
     """
-    folders.check_arguments(labels, label_mode, class_names, validation_split, subset, shuffle, seed)
     size = check_options(color_mode, image_size, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio)
     if on_error not in ("warn", "raise"):
         raise ValueError(f"on_error must be 'warn' or 'raise'; got {on_error!r}")
-    if labels is None or label_mode is None:
-        labels, label_mode = None, None
-    seed = int(np.random.randint(1e6)) if seed is None else int(seed)
-    index = folders.index_directory(directory, labels, ALLOWED_SUFFIXES, class_names, shuffle, seed, follow_links,
-                                    verbose)
-    if label_mode == "binary" and len(index.class_names) != 2:
-        raise ValueError(f"label_mode='binary' needs exactly 2 classes; {directory} has {index.class_names}")
     options = {"image_size": size, "color_mode": color_mode, "interpolation": interpolation,
                "crop_to_aspect_ratio": bool(crop_to_aspect_ratio), "pad_to_aspect_ratio": bool(pad_to_aspect_ratio)}
+    layout = normalize_data_format(data_format)
 
-    def dataset(part, subset_shuffle, subset_cache):
-        if not part.paths:
-            raise ValueError(f"no images in {directory} for this subset: expected files ending in {ALLOWED_SUFFIXES}")
-        encoded = None if label_mode is None else folders.encode_labels(part.labels, label_mode,
-                                                                        len(index.class_names))
-        return ImageDataset(part.paths, encoded, index.class_names, batch_size, options,
-                            normalize_data_format(data_format), subset_shuffle, seed, workers, subset_cache, on_error)
+    def make(paths, labels, names, subset_shuffle, seed, subset):
+        subset_cache = f"{cache}.{subset}" if subset == "validation" and isinstance(cache, (str, os.PathLike)) \
+            else cache
+        return ImageDataset(paths, labels, names, batch_size, options, layout, subset_shuffle, seed, workers,
+                            subset_cache, on_error)
 
-    if subset == "both":
-        training = folders.split(index, validation_split, "training", verbose)
-        validation = folders.split(index, validation_split, "validation", verbose)
-        return (dataset(training, shuffle, cache),
-                dataset(validation, False, f"{cache}.validation" if isinstance(cache, (str, os.PathLike)) else cache))
-    return dataset(folders.split(index, validation_split, subset, verbose), shuffle and subset != "validation", cache)
+    return folders.from_directory(make, directory, ALLOWED_SUFFIXES, labels, label_mode, class_names, shuffle, seed,
+                                  validation_split, subset, follow_links, verbose)
 
 
-class ImageDataset:
+class ImageDataset(FileBatches):
     """Batches of decoded images from a list of files: `len()` batches per epoch, `class_names`, `file_paths`."""
 
     def __init__(self, paths, labels, class_names, batch_size, options, data_format, shuffle, seed, workers, cache,
                  on_error):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-        self.file_paths, self.labels, self.class_names = list(paths), labels, class_names
-        self.batch_size, self.options, self.data_format = batch_size, options, data_format
-        self.shuffle, self.seed, self.on_error = shuffle, seed, on_error
+        super().__init__(paths, labels, class_names, batch_size, shuffle, seed)
+        self.options, self.data_format, self.on_error = options, data_format, on_error
         self.workers = min(os.cpu_count() or 1, 8) if workers is None else int(workers)
         height, width = options["image_size"]
         self.image_shape = (height, width, CHANNELS[options["color_mode"]])
         self.cache = None if not cache else DecodedCache(
             self.file_paths, self.image_shape, options, None if cache is True else cache)
-        self.split = None  # (rank, processes): this process reads its share of every batch
-        self._iterations = 0
 
-    def __len__(self):
-        return math.ceil(len(self.file_paths) / self.batch_size)
+    def assemble(self, images):
+        images = torch.from_numpy(images)
+        return images.permute(0, 3, 1, 2) if self.data_format == "channels_first" else images  # NCHW, channels_last memory
 
-    def __iter__(self):
-        """One pass (the next epoch's order each time, as a Keras dataset reshuffles per iteration)."""
-        epoch, self._iterations = self._iterations, self._iterations + 1
-        for batch, _ in self.batches(epoch):
-            yield batch
-
-    def split_across(self, rank: int, processes: int) -> None:
-        """From now on read only this process's contiguous share of every global batch."""
-        self.split = (rank, processes)
-
-    def batch_files(self, epoch, step) -> np.ndarray:
-        """The file indices of global batch `step` of `epoch` (all processes'; see `share`)."""
-        order = self._order(epoch)
-        return order[step * self.batch_size:(step + 1) * self.batch_size]
-
-    def batches(self, epoch, start=0):
-        """Yield `(batch, weight)` for steps `start`.. of `epoch`: batch is `(images, labels)` or images; weight
-        is this process's share of the global batch (1 without a split)."""
-        shares = [self._share(self.batch_files(epoch, step)) for step in range(start, len(self))]
-        for (files, weight), (images, kept) in zip(shares, self._decoded(files for files, _ in shares)):
-            if len(kept) == 0:
-                continue
-            images = torch.from_numpy(images)
-            if self.data_format == "channels_first":
-                images = images.permute(0, 3, 1, 2)  # NCHW in channels_last memory
-            yield (images if self.labels is None else (images, self.labels[files[kept]])), weight
-
-    def _order(self, epoch):
-        if not self.shuffle:
-            return np.arange(len(self.file_paths))
-        return torch.randperm(len(self.file_paths), generator=torch.Generator().manual_seed(self.seed + epoch)).numpy()
-
-    def _share(self, files):
-        if self.split is None:
-            return files, 1.0
-        share = np.array_split(files, self.split[1])[self.split[0]]
-        return share, len(share) * self.split[1] / len(files)
-
-    def _decoded(self, file_lists):
-        """(uint8 images, indices of the files kept) per list of file indices, in order."""
+    def read(self, file_lists):
+        """(uint8 images, positions of the files kept) per list of file indices, in order."""
         if self.cache is not None and self.cache.complete:
             for files in file_lists:
                 kept = np.flatnonzero(self.cache.status[files] == DECODED)
