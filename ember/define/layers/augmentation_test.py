@@ -249,3 +249,28 @@ def test_an_export_holds_only_the_inference_behaviour(tmp_path):
     operators = {node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node}
     assert not operators & {"GridSample", "RandomUniform", "RandomUniformLike", "Where"}, operators
 
+
+
+def test_keras_models_with_augmentation_layers_convert(tmp_path):
+    k = keras()
+    inputs = k.Input((9, 12, 3))
+    x = k.layers.RandomFlip(seed=1)(inputs)
+    x = k.layers.RandomRotation(0.2, fill_mode="nearest")(x)
+    x = k.layers.RandomZoom(0.2, 0.1, interpolation="nearest")(x)
+    x = k.layers.RandomTranslation(0.1, 0.2, fill_mode="constant", fill_value=1.0)(x)
+    x = k.layers.RandomContrast(0.3)(x)
+    x = k.layers.RandomBrightness((-0.1, 0.2), value_range=(0, 1), seed=5)(x)
+    x = k.layers.Conv2D(4, 3)(k.layers.Rescaling(2.0, -1.0)(x))
+    k.Model(inputs, x).save(tmp_path / "augmented.keras")
+    cropping = k.Sequential([k.Input((9, 12, 3)), k.layers.RandomCrop(5, 7)])  # its config always holds a seed
+    cropping.save(tmp_path / "cropping.keras")
+    expected = k.models.load_model(tmp_path / "augmented.keras").predict(X, verbose=0)
+    for data_format in ("channels_last", "channels_first"):
+        model = ember.from_keras(tmp_path / "augmented.keras", data_format=data_format)
+        got = ember_predict(model, _in_format(X, data_format))
+        assert np.abs(_in_format(expected, data_format) - got).max() <= 1e-5
+        crop = ember.from_keras(tmp_path / "cropping.keras", data_format=data_format)
+        got = ember_predict(crop, _in_format(X, data_format))
+        assert np.abs(got - _in_format(k.preprocessing.image.smart_resize(X, (5, 7)), data_format)).max() <= 1e-5
+    rotation = next(m for m in model.modules() if isinstance(m, L.RandomRotation))
+    assert (rotation.lower, rotation.upper, rotation.fill_mode) == (-0.2, 0.2, "nearest")
