@@ -75,19 +75,19 @@ def affine_sample(images, matrices, interpolation, fill_mode, fill_value=0.0):
     """NCHW `images` resampled: output pixel (x, y) (column, row) takes the input at `matrices[n] @ (x, y, 1)`,
     `matrices` being (N, 2, 3), as keras.ops.image.affine_transform maps pixels; points outside the
     image are filled by Keras' `fill_mode`."""
-    batch, _, height, width = images.shape
+    height, width = images.shape[2:]
     dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     rows, cols = (torch.arange(size, dtype=dtype, device=images.device) for size in (height, width))
-    pixels = torch.stack([*torch.meshgrid(cols, rows, indexing="xy"), torch.ones(height, width, dtype=dtype,
-                                                                                  device=images.device)], -1)
-    source = torch.einsum("nij,hwj->nhwi", matrices.to(dtype), pixels)  # (N, H, W, (x, y))
-    size = torch.tensor([width, height], dtype=dtype, device=images.device)
+    ones = torch.ones(height, width, dtype=dtype, device=images.device)
+    pixels = torch.stack([*torch.meshgrid(cols, rows, indexing="xy"), ones], -1)  # (H, W, (x, y, 1))
+    x, y = torch.einsum("nij,hwj->inhw", matrices.to(dtype), pixels)  # (N, H, W) source columns and rows
     if fill_mode == "wrap":
         # Coordinates modulo the size, in a copy with the first row and column repeated after the
         # last, so that bilinear weights across the seam reach the opposite edge.
-        source = torch.remainder(source, size)
-        images, size = F.pad(images, (0, 1, 0, 1), mode="circular"), size + 1
-    grid = ((2 * source + 1) / size - 1).to(images.dtype)  # pixel centres in grid_sample's [-1, 1]
+        x, y = torch.remainder(x, width), torch.remainder(y, height)
+        images, width, height = F.pad(images, (0, 1, 0, 1), mode="circular"), width + 1, height + 1
+    # Pixel centres in grid_sample's [-1, 1] (sizes as Python numbers: no copy to the device).
+    grid = torch.stack([(2 * x + 1) / width - 1, (2 * y + 1) / height - 1], -1).to(images.dtype)
     sampled = F.grid_sample(images, grid, mode=interpolation, padding_mode=PADDING_MODES[fill_mode],
                             align_corners=False)
     if fill_mode == "constant" and fill_value != 0:
@@ -98,11 +98,11 @@ def affine_sample(images, matrices, interpolation, fill_mode, fill_value=0.0):
     return sampled
 
 
-def _matrices(a0, a1, a2, b0, b1, b2):
-    """(N, 2, 3) affine matrices from Keras' per-image coefficients (tensors, or numbers broadcast to them)."""
-    like = next(v for v in (a0, a1, a2, b0, b1, b2) if isinstance(v, torch.Tensor))
-    return torch.stack(torch.broadcast_tensors(*(torch.as_tensor(v, dtype=like.dtype, device=like.device)
-                                                 for v in (a0, a1, a2, b0, b1, b2))), -1).view(-1, 2, 3)
+def _matrices(*coefficients):
+    """(N, 2, 3) affine matrices from Keras' six coefficients: (N,) tensors, or numbers shared by all."""
+    like = next(v for v in coefficients if isinstance(v, torch.Tensor))
+    return torch.stack([v if isinstance(v, torch.Tensor) else torch.full_like(like, v) for v in coefficients],
+                       -1).view(-1, 2, 3)
 
 
 class RandomImageLayer(ImageLayer):
