@@ -23,8 +23,8 @@ along both axes or neither (one draw; stack a "horizontal" and a "vertical" Rand
 flips), and RandomContrast with one number `f` draws its factor in [1, 1 + f], not [1 - f, 1 + f].
 Keras 3 behaviour changed: RandomCrop takes a random box whenever the image is at least the target
 size (Keras 3 wants it strictly larger on both sides, else crops the centre), and an image smaller
-than the target is resized as at inference (Keras 3 cuts a box of the target size off its top-left
-corner and stretches that).
+than the target is resized as at inference (Keras 3 stretches the box of the target size that starts
+where the centred aspect-ratio box does, cut short by the image's edge).
 """
 import math
 

@@ -129,6 +129,14 @@ def test_draws_follow_keras_ranges():
     assert set(top.tolist()) == set(range(5)) and set(left.tolist()) == set(range(6))
 
 
+def test_random_crop_draws_any_box_that_fits_and_resizes_smaller_images():
+    # Keras 3 crops the centre when one side equals the target; any box of a wider image is drawn here.
+    _, left = _drawn(L.RandomCrop(5, 7), "crop", torch.rand(2, 3, 5, 12), calls=100)
+    assert set(left.tolist()) == set(range(6))
+    small, crop = torch.rand(2, 3, 4, 6), L.RandomCrop(5, 7)
+    assert torch.equal(crop.train()(small), crop.eval()(small))
+
+
 def test_eval_returns_the_input_and_training_changes_it():
     x = torch.rand(4, 3, 9, 12) * 255
     for layer in (L.RandomFlip(seed=1), L.RandomRotation(0.2), L.RandomZoom(0.3), L.RandomTranslation(0.2, 0.2),
