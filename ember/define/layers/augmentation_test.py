@@ -10,7 +10,7 @@ from ember.errors import ShapeError
 from testing.layers import assert_matches_keras, ember_predict, keras, rebuilt
 
 X = np.random.default_rng(0).uniform(0, 1, size=(6, 9, 12, 3)).astype("float32")
-AFFINE = {  # Keras' layer, ember's, and ember's transform given the parameters Keras drew
+AFFINE = {  # the options both layers take, and ember's transform given the parameters Keras drew
     "RandomRotation": (dict(factor=0.3), lambda layer, x, drawn: layer.rotate(x, drawn["angle"])),
     "RandomZoom": (dict(height_factor=0.4, width_factor=(-0.3, 0.5)),
                    lambda layer, x, drawn: layer.zoom(x, drawn["height_zoom"][:, 0], drawn["width_zoom"][:, 0])),
