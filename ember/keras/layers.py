@@ -358,6 +358,23 @@ def _build_center_crop(config, layout, shape, keras2=False):
                          name=config["name"])], layout
 
 
+def _build_augmentation(cls, *arguments):
+    def build(config, layout, shape, keras2=False):
+        options = {name: config[name] for name in arguments if name in config}
+        return [cls(**options, data_format=_image_format(config, layout), name=config["name"])], layout
+    return build
+
+
+def _augmentation_weights(arrays, config, layout, shape):
+    """A seeded layer's count of draws, which starts its stream: Keras saves no SeedGenerator state."""
+    return {"draws": np.zeros((), dtype=np.int64)}
+
+
+def _augmentation(cls, *arguments):
+    return KerasLayer(_build_augmentation(cls, *arguments, "seed"), _augmentation_weights, _IMAGE,
+                      weights_in_config=True)
+
+
 def _serialized_array(value):
     """A number or list, or a numpy array or tensor as Keras serializes it:
     {"class_name": "__numpy__" or "__tensor__", "config": {"value": [...], "dtype": ...}}."""
@@ -431,6 +448,7 @@ def _embedding_weights(arrays, config, layout, shape):
 
 _IMAGE = (KERAS, CHANNELS_FIRST)
 _ANY = (KERAS, CHANNELS_FIRST, "flat")
+_RESAMPLING = ("fill_mode", "interpolation", "fill_value")
 
 KERAS_LAYERS = {
     "Dense": KerasLayer(_build_dense, _dense_weights, (KERAS, "flat")),
@@ -465,6 +483,13 @@ KERAS_LAYERS = {
     "Resizing": KerasLayer(_build_resizing, accepts=_IMAGE),
     "CenterCrop": KerasLayer(_build_center_crop, accepts=_IMAGE),
     "Rescaling": KerasLayer(_build_rescaling, accepts=_IMAGE),
+    "RandomFlip": _augmentation(L.RandomFlip, "mode"),
+    "RandomRotation": _augmentation(L.RandomRotation, "factor", *_RESAMPLING),
+    "RandomZoom": _augmentation(L.RandomZoom, "height_factor", "width_factor", *_RESAMPLING),
+    "RandomTranslation": _augmentation(L.RandomTranslation, "height_factor", "width_factor", *_RESAMPLING),
+    "RandomCrop": _augmentation(L.RandomCrop, "height", "width"),
+    "RandomContrast": _augmentation(L.RandomContrast, "factor", "value_range"),
+    "RandomBrightness": _augmentation(L.RandomBrightness, "factor", "value_range"),
     "Normalization": KerasLayer(_build_normalization, _normalization_weights, _IMAGE, weights_in_config=True),
     "BatchNormalization": KerasLayer(_build_batch_norm, _batch_norm_weights, _ANY),
     "LayerNormalization": KerasLayer(_build_layer_norm, _layer_norm_weights),
@@ -533,4 +558,4 @@ def copy_weights(module, converted, device=None):
     with torch.no_grad():
         state = module.state_dict()
         for key, value in converted.items():
-            state[key].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            state[key].copy_(torch.from_numpy(np.asarray(value, order="C")))  # keeps 0-d arrays 0-d

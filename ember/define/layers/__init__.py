@@ -1,4 +1,6 @@
 """Keras-style layers for `ember.Sequential` (and for any torch module)."""
+from ember.define.layers.augmentation import (RandomBrightness, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
+                                              RandomTranslation, RandomZoom)
 from ember.define.layers.base import ImageLayer, Layer
 from ember.define.layers.bidirectional import Bidirectional
 from ember.define.layers.conv import Conv1D, Conv2D

@@ -14,21 +14,27 @@ def aspect_crop(height, width, target_height, target_width):
     return int(float(height - crop_height) / 2), int(float(width - crop_width) / 2), crop_height, crop_width
 
 
+def crop(x, top, left, height, width):
+    return x[:, :, top:top + height, left:left + width]
+
+
+def resize(x, height, width, interpolation, antialias=False, crop_to_aspect_ratio=False):
+    """NCHW `x` resized to (height, width); with `crop_to_aspect_ratio`, its centred box of that aspect
+    ratio is cut out first (Keras' smart_resize)."""
+    if crop_to_aspect_ratio:
+        x = crop(x, *aspect_crop(x.shape[2], x.shape[3], height, width))
+    mode = TORCH_MODES[interpolation]
+    return F.interpolate(x, size=(height, width), mode=mode, align_corners=False if mode == "bilinear" else None,
+                         antialias=antialias and mode == "bilinear")
+
+
 class _ToSize(ImageLayer):
     def __init__(self, height, width, *, data_format=None, input_shape=None, name=None):
         super().__init__(data_format=data_format, input_shape=input_shape, name=name)
         self.height, self.width = int(height), int(width)
 
-    def crop(self, x, top, left, height, width):
-        return x[:, :, top:top + height, left:left + width]
-
     def resize(self, x, interpolation, antialias=False, crop_to_aspect_ratio=False):
-        if crop_to_aspect_ratio:
-            x = self.crop(x, *aspect_crop(x.shape[2], x.shape[3], self.height, self.width))
-        mode = TORCH_MODES[interpolation]
-        return F.interpolate(x, size=(self.height, self.width), mode=mode,
-                             align_corners=False if mode == "bilinear" else None,
-                             antialias=antialias and mode == "bilinear")
+        return resize(x, self.height, self.width, interpolation, antialias, crop_to_aspect_ratio)
 
 
 class Resizing(_ToSize):
@@ -59,7 +65,7 @@ class CenterCrop(_ToSize):
         x = self.to_channels_first(x)
         height, width = x.shape[2], x.shape[3]
         if height >= self.height and width >= self.width:
-            y = self.crop(x, (height - self.height) // 2, (width - self.width) // 2, self.height, self.width)
+            y = crop(x, (height - self.height) // 2, (width - self.width) // 2, self.height, self.width)
         else:
             y = self.resize(x, "bilinear", crop_to_aspect_ratio=True)
         return self.from_channels_first(y)

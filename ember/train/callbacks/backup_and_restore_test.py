@@ -43,14 +43,19 @@ class Pairs(Dataset):
 
 
 def _run(backup=None, interrupt_at=None, data="arrays", epochs=3, metrics=("accuracy",), extra=(), conv=False,
-         strategy=None, **compile_args):
+         augment=False, strategy=None, **compile_args):
     ember.seed(7)
     x = np.random.rand(50, 6).astype("float32")
     y = (x[:, 0] + x[:, 1] > 1).astype("int64")
     model = ember.Sequential([layers.Dense(12, activation="relu"), layers.Dropout(0.4), layers.Dense(2)])
-    if conv:  # convolutions train channels_last: weights and optimizer moments have permuted strides
+    if conv or augment:  # convolutions train channels_last: weights and optimizer moments have permuted strides
         x = x.reshape(50, 2, 1, 3).repeat(3, axis=2)
-        model = ember.Sequential([layers.Conv2D(16, 3, padding="same", activation="relu"), layers.Dropout(0.4),
+        # Augmentation draws from the global RNG, or when seeded from a stream whose position is in the weights.
+        augmentation = [layers.RandomFlip(), layers.RandomRotation(0.1, seed=1), layers.RandomZoom(0.2),
+                        layers.RandomTranslation(0.1, 0.1, seed=2), layers.RandomCrop(2, 2),
+                        layers.RandomContrast(0.3, (0, 1)), layers.RandomBrightness(0.1, (0, 1), seed=3)]
+        model = ember.Sequential([*(augmentation if augment else []),
+                                  layers.Conv2D(16, 3, padding="same", activation="relu"), layers.Dropout(0.4),
                                   layers.Flatten(), layers.Dense(2)])
     compile_args = {"lr": 0.02, "lr_schedule": "cosine", "lr_schedule_interval": "batch", **compile_args}
     model.compile("adamw", "cross_entropy", list(metrics), **compile_args)
@@ -96,6 +101,10 @@ def test_mid_epoch_resume_is_bit_identical(tmp_path, data):
 
 def test_channels_last_model_resumes_exactly(tmp_path):
     _assert_same(_interrupted_then_resumed(tmp_path, 10, save_freq=3, conv=True), _run(conv=True))
+
+
+def test_augmentation_layers_resume_exactly(tmp_path):
+    _assert_same(_interrupted_then_resumed(tmp_path, 10, save_freq=3, augment=True), _run(augment=True))
 
 
 def test_epoch_resume_restores_callbacks_and_csv(tmp_path):
