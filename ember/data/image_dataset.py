@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ember.config import normalize_data_format
 from ember.data import folders
-from ember.data.file_batches import FileBatches
 from ember.data.cache import DECODED, FAILED, DecodedCache
+from ember.data.file_batches import FileBatches
 from ember.data.images import ALLOWED_SUFFIXES, CHANNELS, check_options, load_image
 
 
@@ -69,8 +69,8 @@ class ImageDataset(FileBatches):
             self.file_paths, self.image_shape, options, None if cache is True else cache)
 
     def assemble(self, images):
-        images = torch.from_numpy(images)
-        return images.permute(0, 3, 1, 2) if self.data_format == "channels_first" else images  # NCHW, channels_last memory
+        images = torch.from_numpy(images)  # NHWC; channels_first is its NCHW view, in channels_last memory
+        return images.permute(0, 3, 1, 2) if self.data_format == "channels_first" else images
 
     def read(self, file_lists):
         """(uint8 images, positions of the files kept) per list of file indices, in order."""
