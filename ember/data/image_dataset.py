@@ -6,7 +6,7 @@ float32): the workers decode into uint8, batches cross processes as uint8 in sha
 trainer converts them to float32 on the model's device. channels_first batches are the NHWC decode
 permuted, i.e. NCHW tensors in channels_last memory, the layout ember's fast path trains in.
 
-Which files make batch `b` of epoch `e`, and each process's share, is FileBatches' (file_batches.py).
+Which files make batch `b` of epoch `e`, and each process's share, is IndexedBatches' (indexed_batches.py).
 A file that cannot be decoded is skipped with a warning naming it (`on_error="raise"`: an error).
 """
 import os
@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from ember.config import normalize_data_format
 from ember.data import folders
 from ember.data.cache import DECODED, FAILED, DecodedCache
-from ember.data.file_batches import FileBatches
+from ember.data.indexed_batches import IndexedBatches
 from ember.data.images import ALLOWED_SUFFIXES, CHANNELS, check_options, load_image
 
 
@@ -55,12 +55,14 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                                   validation_split, subset, follow_links, verbose)
 
 
-class ImageDataset(FileBatches):
+class ImageDataset(IndexedBatches):
     """Batches of decoded images from a list of files: `len()` batches per epoch, `class_names`, `file_paths`."""
 
     def __init__(self, paths, labels, class_names, batch_size, options, data_format, shuffle, seed, workers, cache,
                  on_error):
-        super().__init__(paths, labels, class_names, batch_size, shuffle, seed)
+        super().__init__(labels, batch_size, shuffle, seed)
+        self.file_paths, self.class_names = list(paths), class_names
+        self.num_samples = len(self.file_paths)
         self.options, self.data_format, self.on_error = options, data_format, on_error
         self.workers = min(os.cpu_count() or 1, 8) if workers is None else int(workers)
         height, width = options["image_size"]

@@ -2,11 +2,11 @@
 
 Batches are `(texts, labels)`: a list of Python strings (Keras yields string tensors) and Keras'
 label encodings. Files are read in this process, as UTF-8, when their batch is due; `max_length`
-keeps each text's first characters. Which files form each batch is FileBatches' (file_batches.py),
+keeps each text's first characters. Which files form each batch is IndexedBatches' (indexed_batches.py),
 so text folders resume exactly and split across processes like image folders.
 """
 from ember.data import folders
-from ember.data.file_batches import FileBatches
+from ember.data.indexed_batches import IndexedBatches
 
 SUFFIXES = (".txt",)
 
@@ -25,11 +25,13 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int", 
                                   validation_split, subset, follow_links, verbose)
 
 
-class TextDataset(FileBatches):
+class TextDataset(IndexedBatches):
     """Batches of texts read from a list of files."""
 
     def __init__(self, paths, labels, class_names, batch_size, shuffle, seed, max_length):
-        super().__init__(paths, labels, class_names, batch_size, shuffle, seed)
+        super().__init__(labels, batch_size, shuffle, seed)
+        self.file_paths, self.class_names = list(paths), class_names
+        self.num_samples = len(self.file_paths)
         self.max_length = max_length
 
     def read(self, file_lists):
