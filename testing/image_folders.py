@@ -33,3 +33,32 @@ def make_image_folder(root, classes=("cats", "dogs"), per_class=12, seed=0, suff
             image = Image.fromarray(np.clip(tinted, 0, 255).astype(np.uint8))
             image.save(folder / f"{n:04d}{suffixes[n % len(suffixes)]}", quality=90)
     return root
+
+
+def make_shards(root, shards=4, per_shard=50, seed=0, image_shape=(32, 32, 3), classes=3, raw_noise=False):
+    """WebDataset tar shards root/shard-00000.tar ...: `key.jpg` (or `key.png` of noise with raw_noise, which
+    does not compress: a stream of a known size) and `key.cls` (the label, as text)."""
+    import io
+    import tarfile
+
+    root, rng = Path(root), np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    crops = None if raw_noise else photo_crops(per_shard, rng)
+    for shard in range(shards):
+        with tarfile.open(root / f"shard-{shard:05d}.tar", "w") as tar:
+            for n in range(per_shard):
+                label = int(rng.integers(classes))
+                buffer = io.BytesIO()
+                if raw_noise:
+                    Image.fromarray(rng.integers(0, 256, image_shape, dtype=np.uint8)).save(buffer, "PNG",
+                                                                                          compress_level=0)
+                else:
+                    tinted = crops[n].astype(np.int16)
+                    tinted[..., label % 3] += 60
+                    Image.fromarray(np.clip(tinted, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+                suffix = "png" if raw_noise else "jpg"
+                for ext, data in ((suffix, buffer.getvalue()), ("cls", str(label).encode())):
+                    info = tarfile.TarInfo(f"s{shard:05d}_{n:06d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return sorted(root.glob("shard-*.tar"))

@@ -53,7 +53,7 @@ def train(out: Path, backup_dir: str, data: str, kill: str) -> None:
     ember.seed(2024)
     x = np.random.rand(SAMPLES, 10).astype("float32")
     y = (x[:, :3].sum(1) > 1.5).astype("int64")
-    first = [layers.Rescaling(1 / 255), layers.Flatten()] if data == "folder" else []
+    first = [layers.Rescaling(1 / 255), layers.Flatten()] if data in ("folder", "stream") else []
     model = ember.Sequential([*first, layers.Dense(16, activation="relu"), layers.Dropout(0.3), layers.Dense(2)])
     model.compile("adamw", "cross_entropy", ["accuracy"], lr=0.01, lr_schedule="cosine",
                   lr_schedule_interval="batch")
@@ -72,6 +72,13 @@ def train(out: Path, backup_dir: str, data: str, kill: str) -> None:
         images = image_dataset_from_directory(folder, image_size=(6, 6), batch_size=BATCH, seed=7, workers=2,
                                               verbose=False)
         history = model.fit(images, epochs=EPOCHS, verbose=0, callbacks=callbacks)
+    elif data == "stream":  # WebDataset shards streamed, shuffled in blocks, decoded by 2 worker processes
+        from ember.data import image_stream
+        from testing.image_folders import make_shards
+
+        shards = make_shards(out.parent / "shards", shards=4, per_shard=SAMPLES // 4, classes=2)
+        stream = image_stream(shards, image_size=(6, 6), batch_size=BATCH, seed=7, shuffle_buffer=12, workers=2)
+        history = model.fit(stream, epochs=EPOCHS, steps_per_epoch=SAMPLES // BATCH, verbose=0, callbacks=callbacks)
     else:
         history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0, callbacks=callbacks)
     model.save_weights(out / "final.safetensors")
@@ -110,7 +117,7 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed,data", [(0, "arrays"), (1, "dataset"), (2, "arrays"), (3, "folder")])
+@pytest.mark.parametrize("seed,data", [(0, "arrays"), (1, "dataset"), (2, "arrays"), (3, "folder"), (4, "stream")])
 def test_sigkilled_run_restarted_until_done_equals_uninterrupted(tmp_path, uninterrupted, seed, data):
     import torch
 

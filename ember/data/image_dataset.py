@@ -10,7 +10,6 @@ Which files make batch `b` of epoch `e`, and each process's share, is IndexedBat
 A file that cannot be decoded is skipped with a warning naming it (`on_error="raise"`: an error).
 """
 import os
-import warnings
 
 import numpy as np
 import torch
@@ -20,7 +19,8 @@ from ember.config import normalize_data_format
 from ember.data import folders
 from ember.data.cache import DECODED, FAILED, DecodedCache
 from ember.data.indexed_batches import IndexedBatches
-from ember.data.images import ALLOWED_SUFFIXES, CHANNELS, check_options, load_image
+from ember.data.images import (ALLOWED_SUFFIXES, check_on_error, decode_options, image_shape, load_image,
+                               report_decode_errors)
 
 
 def image_dataset_from_directory(directory, labels="inferred", label_mode="int", class_names=None, color_mode="rgb",
@@ -38,11 +38,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     process), `cache=True` keeps the decoded images in memory after the first epoch,
     `cache="path"` on disk; `on_error="warn"` skips an undecodable file naming it, "raise" stops.
     """
-    size = check_options(color_mode, image_size, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio)
-    if on_error not in ("warn", "raise"):
-        raise ValueError(f"on_error must be 'warn' or 'raise'; got {on_error!r}")
-    options = {"image_size": size, "color_mode": color_mode, "interpolation": interpolation,
-               "crop_to_aspect_ratio": bool(crop_to_aspect_ratio), "pad_to_aspect_ratio": bool(pad_to_aspect_ratio)}
+    options = decode_options(color_mode, image_size, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio)
+    check_on_error(on_error)
     layout = normalize_data_format(data_format)
 
     def make(paths, labels, names, subset_shuffle, seed, subset):
@@ -65,8 +62,7 @@ class ImageDataset(IndexedBatches):
         self.num_samples = len(self.file_paths)
         self.options, self.data_format, self.on_error = options, data_format, on_error
         self.workers = min(os.cpu_count() or 1, 8) if workers is None else int(workers)
-        height, width = options["image_size"]
-        self.image_shape = (height, width, CHANNELS[options["color_mode"]])
+        self.image_shape = image_shape(options)
         self.cache = None if not cache else DecodedCache(
             self.file_paths, self.image_shape, options, None if cache is True else cache)
 
@@ -88,17 +84,10 @@ class ImageDataset(IndexedBatches):
             results = DataLoader(decoder, batch_size=None, sampler=list(file_lists), num_workers=self.workers,
                                  multiprocessing_context="fork", prefetch_factor=4, collate_fn=_as_is)
         for images, kept, errors in results:
-            self._report(errors)
+            report_decode_errors(errors, self.on_error)
             yield (images.numpy() if isinstance(images, torch.Tensor) else images), np.asarray(kept)
         if self.cache is not None:
             self.cache.flush()
-
-    def _report(self, errors):
-        for path, reason in errors:
-            if self.on_error == "raise":
-                raise ValueError(f"{path}: cannot be read as an image ({reason}); pass on_error='warn' to skip "
-                                 "such files")
-            warnings.warn(f"skipped {path}: cannot be read as an image ({reason})", stacklevel=3)
 
 
 def _as_is(batch):

@@ -8,6 +8,7 @@ target pixel covers (Keras' TensorFlow resize, antialias off by default, samples
 differ from Keras' by resampling only; sizes, channels, crop and pad follow Keras' rules.
 """
 import math
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -21,7 +22,8 @@ FILTERS = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NE
 MAX_PIXELS = 178_956_970  # Pillow's default limit, set explicitly: a file is hostile until decoded
 
 
-def check_options(color_mode, image_size, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio):
+def decode_options(color_mode, image_size, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio) -> dict:
+    """The checked keyword arguments of `load_image` (Keras' image options)."""
     if color_mode not in MODES:
         raise ValueError(f"color_mode must be one of {list(MODES)}; got {color_mode!r}")
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -32,7 +34,27 @@ def check_options(color_mode, image_size, interpolation, crop_to_aspect_ratio, p
                          f"mitchellcubic have no Pillow filter); got {interpolation!r}")
     if crop_to_aspect_ratio and pad_to_aspect_ratio:
         raise ValueError("pass crop_to_aspect_ratio or pad_to_aspect_ratio, not both")
-    return tuple(size)
+    return {"image_size": tuple(size), "color_mode": color_mode, "interpolation": interpolation,
+            "crop_to_aspect_ratio": bool(crop_to_aspect_ratio), "pad_to_aspect_ratio": bool(pad_to_aspect_ratio)}
+
+
+def image_shape(options) -> tuple:
+    """(height, width, channels) of what `load_image(**options)` returns."""
+    return (*options["image_size"], CHANNELS[options["color_mode"]])
+
+
+def check_on_error(on_error):
+    if on_error not in ("warn", "raise"):
+        raise ValueError(f"on_error must be 'warn' or 'raise'; got {on_error!r}")
+
+
+def report_decode_errors(errors, on_error, stacklevel=4):
+    """[(what, reason)] of undecodable images: warnings naming each, or a ValueError with on_error="raise"."""
+    for name, reason in errors:
+        if on_error == "raise":
+            raise ValueError(f"{name}: cannot be read as an image ({reason}); pass on_error='warn' to skip such "
+                             "images")
+        warnings.warn(f"skipped {name}: cannot be read as an image ({reason})", stacklevel=stacklevel)
 
 
 def load_image(path, image_size, color_mode="rgb", interpolation="bilinear", crop_to_aspect_ratio=False,

@@ -138,7 +138,7 @@ class SourceBatches:
         self.num_samples = getattr(source, "num_samples", None)
 
     def __len__(self):
-        return len(self.source)
+        return len(self.source)  # a stream has none: TypeError, as for any iterable without a length
 
     @property
     def seed(self):
@@ -225,7 +225,7 @@ def make_batches(x, y=None, *, sample_weight=None, class_weight=None, batch_size
         if value is not None:
             raise ValueError(f"{name} must be None when {what} is a {type(x).__name__}: it yields its batches "
                              "itself, as (x, y) or (x, y, sample_weight) tuples")
-    if callable(getattr(x, "batches", None)) and hasattr(x, "__len__"):
+    if callable(getattr(x, "batches", None)) and callable(getattr(x, "split_across", None)):
         return SourceBatches(x)
     if isinstance(x, Dataset) and not isinstance(x, IterableDataset):
         if len(x) == 0:

@@ -16,7 +16,7 @@ class StepsPerEpoch:
         if int(steps) != steps or steps < 1:
             raise ValueError(f"{what} must be a positive integer, got {steps!r}")
         self.batches, self.steps, self.what = batches, int(steps), what
-        self.pass_length = _length(batches)
+        self.pass_length = length_or_none(batches)
         self._running = None  # (pass, batches of it taken, its iterator)
 
     def __len__(self):
@@ -61,7 +61,8 @@ class StepsPerEpoch:
             self._running = None  # the pass ended with this epoch
 
 
-def _length(batches):
+def length_or_none(batches):
+    """Batches per pass, or None for a stream without a length (an epoch is then one whole pass)."""
     try:
         return len(batches)
     except TypeError:  # an iterable without a length

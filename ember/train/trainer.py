@@ -26,7 +26,7 @@ from ember.train.callbacks.base import CallbackList, LazyLogs
 from ember.train.callbacks.history import History
 from ember.train.callbacks.progress import ProgressBar
 from ember.train.data import call_model, make_batches, move, move_inputs, split_validation
-from ember.train.epoch_steps import StepsPerEpoch
+from ember.train.epoch_steps import StepsPerEpoch, length_or_none
 from ember.train.diagnose import check_targets, explain_forward_error, explain_loss_error
 from ember.train.fast_paths import CpuTrainingFastPaths
 from ember.train.host_memory import keep_freed_memory
@@ -119,7 +119,7 @@ class Trainer:
         if recipe.jit_compile:
             self.forward_model = CompiledForward(self.forward_model)
         self.fast_paths = _training_fast_paths(recipe, state)
-        steps = len(train)
+        steps = length_or_none(train)
         per_batch = recipe.lr_schedule_interval == "batch"
         total = (math.ceil(steps / recipe.accumulate_steps) if steps else 0) * epochs if per_batch else epochs
         state.scheduler = build_schedule(recipe.lr_schedule, optimizer, total_steps=total,
@@ -315,12 +315,8 @@ class Trainer:
     def _callbacks(self, callbacks, verbose, batches):
         """The CallbackList of an evaluate or predict call (a progress bar first when verbose)."""
         shown = [ProgressBar(verbose)] if verbose else []
-        try:
-            steps = len(batches)
-        except TypeError:  # an iterable without a length
-            steps = None
         return CallbackList(shown + list(callbacks or []), self.model, self,
-                            {"steps": steps, "verbose": verbose, "epochs": 1})
+                            {"steps": length_or_none(batches), "verbose": verbose, "epochs": 1})
 
     # ------------------------------------------------------- setup helpers
     def _reuse_host_memory(self):
