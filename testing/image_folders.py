@@ -13,7 +13,8 @@ def photo_crops(count, rng, min_side=48, max_side=320):
     crops = []
     for _ in range(count):
         photo = photos[rng.integers(len(photos))]
-        h, w = rng.integers(min_side, min(max_side, photo.shape[0]) + 1), rng.integers(min_side, min(max_side, photo.shape[1]) + 1)
+        h = rng.integers(min_side, min(max_side, photo.shape[0]) + 1)
+        w = rng.integers(min_side, min(max_side, photo.shape[1]) + 1)
         top, left = rng.integers(photo.shape[0] - h + 1), rng.integers(photo.shape[1] - w + 1)
         crop = Image.fromarray(photo[top:top + h, left:left + w])
         scale = rng.uniform(0.5, 1.5)
