@@ -22,6 +22,7 @@ NUMERIC_TYPES = {int: torch.int64, float: torch.float32, torch.int32: torch.int3
                  torch.float32: torch.float32, torch.float64: torch.float64}
 REQUIRED = object()  # the default of a column given as a type: a missing value there is an error
 INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+INTEGER_RANGES = {dtype: (torch.iinfo(dtype).min, torch.iinfo(dtype).max) for dtype in (torch.int32, torch.int64)}
 
 
 def csv_dataset(file_pattern, batch_size, column_names=None, column_defaults=None, label_name=None,
@@ -72,7 +73,7 @@ def csv_dataset(file_pattern, batch_size, column_names=None, column_defaults=Non
                                 where, reject, bad)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} malformed rows; the first: {skipped[0]}", stacklevel=2)
-    rows = np.setdiff1d(np.arange(len(records)), np.fromiter(bad, int, len(bad)))
+    rows = np.delete(np.arange(len(records)), sorted(bad))
     if len(rows) == 0:
         raise ValueError(f"no rows to read in {', '.join(paths)}: expected at least one row of data")
     seed = int(np.random.randint(1e6)) if shuffle_seed is None else int(shuffle_seed)
@@ -262,8 +263,8 @@ def _text(text, dtype):
 
 
 def _integer(text, dtype):
-    bounds = torch.iinfo(dtype)
-    if not INTEGER.fullmatch(text) or not bounds.min <= int(text) <= bounds.max:
+    low, high = INTEGER_RANGES[dtype]
+    if not INTEGER.fullmatch(text) or not low <= int(text) <= high:
         raise ValueError(f"expected an integer ({str(dtype).replace('torch.', '')}), got {text!r}")
     return int(text)
 
