@@ -50,7 +50,7 @@ def csv_dataset(file_pattern, batch_size, column_names=None, column_defaults=Non
     are errors naming the file, line and column. Blank lines are skipped.
     """
     folders.check_split(validation_split, subset, shuffle, shuffle_seed, seed_name="shuffle_seed")
-    if header is False and column_names is None:
+    if not header and column_names is None:
         raise ValueError("header=False needs column_names: the names of the columns, in file order")
     paths = _file_paths(file_pattern)
     skipped = []
@@ -126,7 +126,7 @@ def _file_paths(file_pattern):
     patterns = [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) else list(file_pattern)
     paths = []
     for pattern in map(os.fspath, patterns):
-        found = sorted(glob.glob(pattern))
+        found = [pattern] if os.path.isfile(pattern) else sorted(glob.glob(pattern))  # a name may hold [ or *
         if not found:
             raise FileNotFoundError(f"no files match {pattern!r}: expected a CSV file's path or a glob pattern")
         paths += found
@@ -226,13 +226,13 @@ def _column(name, texts, dtype, default, na_value, where, reject, bad):
     """One column's values (a tensor, or a list of strings); rows rejected are added to `bad`."""
     present = [text for text in texts if text not in ("", na_value)]
     dtype = dtype or _inferred_type(present)
-    parse = _text if dtype is str else _integer if not dtype.is_floating_point else _number
+    parse = None if dtype is str else _integer if not dtype.is_floating_point else _number
     zero = "" if dtype is str else 0
     values = []
     for row, text in enumerate(texts):
         try:
             if text not in ("", na_value):
-                values.append(parse(text, dtype))
+                values.append(text if parse is None else parse(text, dtype))
                 continue
             if default is REQUIRED:
                 raise ValueError("a value is missing, and the column is required (column_defaults gives it a type, "
@@ -256,10 +256,6 @@ def _inferred_type(present):
             continue
         return dtype
     return str
-
-
-def _text(text, dtype):
-    return text
 
 
 def _integer(text, dtype):

@@ -82,8 +82,9 @@ def test_several_files_by_glob_and_list(tmp_path):
     dataset = csv_dataset(str(tmp_path / "part*.csv"), 10, label_name="y", shuffle=False)
     assert [p.rsplit("/", 1)[1] for p in dataset.file_paths] == ["part0.csv", "part1.csv", "part2.csv"]
     assert plain(next(iter(dataset))) == ({"x": [0, 0.5, 1, 1.5, 2, 2.5]}, [0, 1, 10, 11, 20, 21])
-    listed = csv_dataset([tmp_path / "part2.csv", tmp_path / "part0.csv"], 10, shuffle=False)
-    assert plain(next(iter(listed)))["y"] == [20, 21, 0, 1]
+    write(tmp_path / "part[1].csv", "x,y\n7,70\n")
+    listed = csv_dataset([tmp_path / "part2.csv", tmp_path / "part0.csv", tmp_path / "part[1].csv"], 10, shuffle=False)
+    assert plain(next(iter(listed)))["y"] == [20, 21, 0, 1, 70]
 
 
 def test_shuffle_is_repeatable_new_each_epoch_and_every_row_once(table):
