@@ -53,6 +53,11 @@ def _check_arguments(labels, label_mode, class_names, validation_split, subset, 
                          f"class_names={class_names!r}")
     if label_mode not in ("int", "categorical", "binary", None):
         raise ValueError(f"label_mode must be 'int', 'categorical', 'binary' or None; got {label_mode!r}")
+    check_split(validation_split, subset, shuffle, seed)
+
+
+def check_split(validation_split, subset, shuffle, seed, seed_name="seed"):
+    """Keras' rules for `validation_split` and `subset` (shared with ember.data's tables)."""
     if validation_split and not 0 < validation_split < 1:
         raise ValueError(f"validation_split must be between 0 and 1; got {validation_split}")
     if bool(validation_split) != bool(subset):
@@ -61,8 +66,8 @@ def _check_arguments(labels, label_mode, class_names, validation_split, subset, 
     if subset not in ("training", "validation", "both", None):
         raise ValueError(f"subset must be 'training', 'validation' or 'both'; got {subset!r}")
     if validation_split and shuffle and seed is None:
-        raise ValueError("validation_split with shuffle=True needs a seed, so that the training and validation "
-                         "subsets (made by separate calls) do not overlap")
+        raise ValueError(f"validation_split with shuffle=True needs a seed ({seed_name}=), so that the training "
+                         "and validation subsets (made by separate calls) do not overlap")
 
 
 def index_directory(directory, labels, formats, class_names=None, shuffle=True, seed=None, follow_links=False,

@@ -38,16 +38,16 @@ class IndexedBatches:
         """From now on read only this process's contiguous share of every global batch."""
         self.split = (rank, processes)
 
-    def batch_items(self, epoch, step) -> np.ndarray:
-        """The item indices of global batch `step` of `epoch` (all processes')."""
-        order = np.arange(self.num_samples) if not self.shuffle else torch.randperm(
+    def order(self, epoch) -> np.ndarray:
+        """Every item index, in `epoch`'s order; global batch `step` is its slice `step * batch_size`.. ."""
+        return np.arange(self.num_samples) if not self.shuffle else torch.randperm(
             self.num_samples, generator=torch.Generator().manual_seed(self.seed + epoch)).numpy()
-        return order[step * self.batch_size:(step + 1) * self.batch_size]
 
     def batches(self, epoch, start=0):
         """Yield `(batch, weight)` for steps `start`.. of `epoch`: batch is `(inputs, labels)` or inputs; weight
         is this process's share of the global batch (1 without a split)."""
-        shares = [self._share(self.batch_items(epoch, step)) for step in range(start, len(self))]
+        order, size = self.order(epoch), self.batch_size  # drawn once an epoch: a table has many small items
+        shares = [self._share(order[step * size:(step + 1) * size]) for step in range(start, len(self))]
         for (indices, weight), (items, kept) in zip(shares, self.read(indices for indices, _ in shares)):
             if len(kept) == 0:
                 continue
