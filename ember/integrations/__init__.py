@@ -1,0 +1,1 @@
+"""ember inside other engines: `ember.integrations.ray` (Ray Train)."""
