@@ -7,8 +7,8 @@ The first of these that applies wins:
 2. torchrun / `ember launch`: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (so
    torchrun started inside a Slurm allocation is torchrun);
 3. a Kubeflow PyTorchJob pod: the same but LOCAL_RANK, which the operator does not set;
-4. a Slurm step of several tasks (`srun`): SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, the
-   step's first host and a port derived from the job id (MASTER_ADDR / MASTER_PORT override).
+4. a Slurm step of several tasks (`srun`): SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID,
+   the step's first host and a port derived from the job id (MASTER_ADDR / MASTER_PORT override).
 None of them: one process.
 """
 import contextlib
@@ -108,10 +108,19 @@ def _pod_local_rank(environ, rank: int) -> int:
 
 
 def _slurm(environ) -> Job | None:
-    _require(environ, ["SLURM_PROCID", "SLURM_NTASKS"], "slurm")
-    world_size = _int(environ, "SLURM_NTASKS", "slurm")
+    _require(environ, ["SLURM_PROCID", ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS")], "slurm")
+    if "SLURM_STEP_NUM_TASKS" not in environ:
+        # Not a task srun started (srun sets it): the batch script itself, which sbatch runs as task 0
+        # of the allocation, with the allocation's SLURM_NTASKS. Alone, it would wait for the others forever.
+        tasks = _int(environ, "SLURM_NTASKS", "slurm")
+        if tasks > 1:
+            raise RuntimeError(f"SLURM_NTASKS={tasks} but srun did not start this process (no SLURM_STEP_NUM_TASKS): "
+                               f"in the batch script, start the training with `srun python script.py` ({tasks} "
+                               "processes) or `srun --ntasks=1 python script.py` (one)")
+        return None
+    world_size = _int(environ, "SLURM_STEP_NUM_TASKS", "slurm")  # the step's; SLURM_NTASKS may be the allocation's
     if world_size == 1:
-        return None  # a step of one task: plain `python` inside an allocation
+        return None
     _require(environ, ["SLURM_PROCID", "SLURM_LOCALID", (*_SLURM_NODELISTS, "MASTER_ADDR"),
                        ("SLURM_JOB_ID", "MASTER_PORT")], "slurm")
     nodelist = next((environ[name] for name in _SLURM_NODELISTS if name in environ), None)

@@ -11,8 +11,8 @@ from ember.distributed.environment import Job, detect_job, init_process_group, r
 TORCHRUN = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
 PYTORCHJOB = {"MASTER_ADDR": "job-master-0", "MASTER_PORT": "23456", "WORLD_SIZE": "3", "RANK": "2",
               "PET_NPROC_PER_NODE": "auto"}  # the operator's default
-SLURM = {"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NTASKS": "8", "SLURM_JOB_ID": "123456",
-         "SLURM_NODELIST": "gpu[07-09,12],cpu01", "SLURM_JOB_NODELIST": "other01"}
+SLURM = {"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_STEP_NUM_TASKS": "8", "SLURM_NTASKS": "8",
+         "SLURM_JOB_ID": "123456", "SLURM_NODELIST": "gpu[07-09,12],cpu01", "SLURM_JOB_NODELIST": "other01"}
 
 
 @pytest.fixture
@@ -24,7 +24,16 @@ def process_group_of_one():
 
 def test_alone_there_is_no_job():
     assert detect_job({}) is None
-    assert detect_job({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_JOB_ID": "7"}) is None  # python in sbatch
+    assert detect_job({**SLURM, "SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "1"}) is None  # srun -n 1 python
+
+
+def test_the_batch_script_itself_is_one_process_and_refused_as_several():
+    """sbatch runs the script as task 0 (SLURM_PROCID=0) but not as a step of srun (no SLURM_STEP_NUM_TASKS)."""
+    batch = {"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NTASKS": "1", "SLURM_JOB_ID": "7",
+             "SLURM_NODELIST": "gpu07", "MASTER_ADDR": "gpu07"}  # a MASTER_ADDR exported for later srun steps
+    assert detect_job(batch) is None
+    with pytest.raises(RuntimeError, match=r"SLURM_NTASKS=4 but srun did not start this process.*`srun python"):
+        detect_job({**batch, "SLURM_NTASKS": "4"})
 
 
 def test_torchrun_gives_its_variables_and_wins_inside_a_slurm_allocation():
@@ -48,6 +57,7 @@ def test_a_slurm_task_meets_on_the_first_host_at_a_port_from_the_job_id():
     assert detect_job({**SLURM, "SLURM_STEP_NODELIST": "gpu[08-09]"}).master_addr == "gpu08"  # srun's own step
     job = detect_job({**SLURM, "MASTER_ADDR": "10.0.0.9", "MASTER_PORT": "29400"})
     assert (job.master_addr, job.master_port) == ("10.0.0.9", 29400)
+    assert detect_job({**SLURM, "SLURM_NTASKS": "16"}).world_size == 8  # srun --preserve-env keeps the allocation's
 
 
 @pytest.mark.parametrize("environ, message", [
@@ -55,10 +65,10 @@ def test_a_slurm_task_meets_on_the_first_host_at_a_port_from_the_job_id():
      "Kubeflow PyTorchJob pod.*RANK, WORLD_SIZE set but MASTER_ADDR, MASTER_PORT missing"),
     ({"LOCAL_RANK": "0"}, "torchrun / `ember launch` worker.*LOCAL_RANK set but RANK, WORLD_SIZE, MASTER_ADDR"),
     ({"MASTER_ADDR": "node0"}, "torchrun / `ember launch` worker: MASTER_ADDR set but RANK, WORLD_SIZE"),
-    ({"SLURM_PROCID": "0"}, "Slurm task.*SLURM_PROCID set but SLURM_NTASKS missing"),
-    ({"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_LOCALID": "0", "SLURM_JOB_ID": "1"},
+    ({"SLURM_PROCID": "0"}, "Slurm task.*SLURM_PROCID set but SLURM_STEP_NUM_TASKS or SLURM_NTASKS missing"),
+    ({"SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "2", "SLURM_LOCALID": "0", "SLURM_JOB_ID": "1"},
      "SLURM_STEP_NODELIST or SLURM_NODELIST or SLURM_JOB_NODELIST or MASTER_ADDR missing"),
-    ({"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_LOCALID": "0", "SLURM_NODELIST": "n1"},
+    ({"SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "2", "SLURM_LOCALID": "0", "SLURM_NODELIST": "n1"},
      "SLURM_JOB_ID or MASTER_PORT missing"),
     ({**TORCHRUN, "RANK": "first"}, "RANK='first' is not a whole number"),
     ({**TORCHRUN, "RANK": "4"}, "rank 4 .* does not fit a world of 4 processes"),
