@@ -120,6 +120,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def port_is_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def train_with_ddp(out: Path) -> list:
+    """The command each process runs when no launcher starts them."""
+    return [sys.executable, str(WORKER), "train", "ddp", str(out), "--shuffle"]
+
+
 def assert_same_run(out: Path, shuffle, how="torchrun"):
     """`how` started the processes: named in a failure."""
     reference, reference_history = fit(shuffle=shuffle)
@@ -205,8 +219,7 @@ def test_a_kubeflow_pytorchjob_trains_like_one_process(tmp_path):
     port = free_port()
     pods = [alone_environment(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
                               PYTHONUNBUFFERED="0") for rank in (0, 1)]
-    run_together([([sys.executable, str(WORKER), "train", "ddp", str(tmp_path), "--shuffle"], pod) for pod in pods],
-                 tmp_path)
+    run_together([(train_with_ddp(tmp_path), pod) for pod in pods], tmp_path)
     assert_same_run(tmp_path, shuffle=True, how="PyTorchJob")
 
 
@@ -220,18 +233,8 @@ def test_a_slurm_step_of_two_tasks_trains_like_one_process(tmp_path):
                 SLURM_STEP_NUM_TASKS="2", SLURM_NNODES="1", SLURM_NODEID="0", SLURM_TASKS_PER_NODE="2",
                 SLURM_NODELIST="localhost", SLURM_JOB_NODELIST="localhost", SLURM_STEP_NODELIST="localhost")
     tasks = [alone_environment(**step, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank)) for rank in (0, 1)]
-    run_together([([sys.executable, str(WORKER), "train", "ddp", str(tmp_path), "--shuffle"], task) for task in tasks],
-                 tmp_path)
+    run_together([(train_with_ddp(tmp_path), task) for task in tasks], tmp_path)
     assert_same_run(tmp_path, shuffle=True, how="Slurm step")
-
-
-def port_is_free(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 # ----------------------------------------------------------------- worker
