@@ -1,4 +1,5 @@
-"""Distributed training for fit(): `strategy="ddp"` or `"fsdp"`, launched by torchrun or `ember launch`.
+"""Distributed training for fit(): `strategy="ddp"` or `"fsdp"`, started by torchrun / `ember launch`,
+Slurm's srun, a Kubeflow PyTorchJob or Ray Train.
 
 Names load on first use: the trainer imports this package, and torch.distributed's
 checkpoint and FSDP modules take seconds to import.

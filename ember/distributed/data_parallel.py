@@ -1,5 +1,6 @@
-"""What DDP and FSDP share: the launcher's process group, the global batch split across
-ranks, and losses and metrics summed across ranks before callbacks read them.
+"""What DDP and FSDP share: the job's process group (whatever started the job:
+environment.py), the global batch split across ranks, and losses and metrics summed
+across ranks before callbacks read them.
 
 `batch_size` is the global batch, as in Keras' MirroredStrategy: every rank walks the
 same global batches (same order, seeded from rank 0) and takes its contiguous share of
@@ -14,21 +15,21 @@ import copy
 import torch
 import torch.distributed as dist
 
-from ember.distributed.environment import init_process_group, launcher_env, rank_device, report_errors_to_launcher
+from ember.distributed.environment import detect_job, init_process_group, rank_device, report_errors_to_launcher
 from ember.distributed.strategy import SingleProcess
 
 
 class DataParallel(SingleProcess):
     def __init__(self, timeout=None):
-        self.env = launcher_env()
-        self.rank = self.env.rank if self.env else 0
-        self.world_size = self.env.world_size if self.env else 1
+        self.job = detect_job()
+        self.rank = self.job.rank if self.job else 0
+        self.world_size = self.job.world_size if self.job else 1
         self.is_main = self.rank == 0
         self.timeout = timeout
-        self.device = rank_device(self.env) if self.env else None
-        if self.env:
+        self.device = rank_device(self.job) if self.job else None
+        if self.job:
             report_errors_to_launcher()
-            init_process_group(self.env, self.device, timeout)
+            init_process_group(self.job, self.device, timeout)
 
     @property
     def grouped(self) -> bool:

@@ -9,8 +9,9 @@ from ember.distributed.data_parallel import DataParallel
 class DDP(DataParallel):
     """`fit(..., strategy="ddp")` or `strategy=DDP(find_unused_parameters=True)`.
 
-    Under torchrun / `ember launch`, wraps the model in torch's DistributedDataParallel
-    (which broadcasts rank 0's weights); without a launcher, trains as one process.
+    In a job of several processes (torchrun / `ember launch`, Slurm's srun, a Kubeflow
+    PyTorchJob, Ray Train: environment.py), wraps the model in torch's
+    DistributedDataParallel (which broadcasts rank 0's weights); alone, trains as one process.
     `options` go to DistributedDataParallel; `timeout` (seconds) bounds every collective.
     """
 

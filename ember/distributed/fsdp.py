@@ -45,7 +45,7 @@ class FSDP(DataParallel):
         model = super().setup(model, batches, state)
         if isinstance(model, FSDPModule):
             return model  # already sharded by an earlier fit()
-        init_process_group(self.env, self.device, self.timeout)
+        init_process_group(self.job, self.device, self.timeout)
         if self.grouped:
             _broadcast_from_rank0(model)  # every rank starts from rank 0's initial weights
         names = {id(p): name for name, p in model.named_parameters()}
