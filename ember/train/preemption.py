@@ -51,10 +51,11 @@ def parse_signals(signals) -> tuple:
 class PreemptionNotice:
     """While entered, `signals` only record that they came: `received` is the highest-numbered
     one so far (0: none). On exit the previous handlers are back; a signal that came but that
-    fit() returned without acting on is then raised again, for them to handle as before."""
+    fit() returned without acting on is then raised again, for them to handle as before.
+    Processes forked meanwhile (data workers) ignore the signals but SIGTERM, which ends them."""
 
     def __init__(self, signals):
-        self.signals, self.received, self._previous = tuple(signals), 0, {}
+        self.signals, self.received, self._previous, self._owner = tuple(signals), 0, {}, None
 
     def __enter__(self):
         if self.signals and threading.current_thread() is not threading.main_thread():
@@ -63,17 +64,30 @@ class PreemptionNotice:
                           "ends (BackupAndRestore(..., preemption_signals=None) says so and silences this)",
                           RuntimeWarning, stacklevel=2)
             return self
+        self._owner = os.getpid()
         for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._record)
         return self
 
     def _record(self, signum, frame):
+        if os.getpid() != self._owner:
+            # A process forked while fit() runs (a data loader's or decode pool's worker) inherits the
+            # handler. Slurm signals every process of a job step: a warning is left to the training
+            # process, whose exit ends the worker; SIGTERM ends it as before (pools stop workers with it).
+            if signum == signal.SIGTERM:
+                signal.signal(signum, self._previous_handler(signum))
+                signal.raise_signal(signum)
+            return
         self.received = max(self.received, signum)
 
+    def _previous_handler(self, sig):
+        # None: a handler installed outside Python, which Python cannot put back.
+        previous = self._previous[sig]
+        return signal.SIG_DFL if previous is None else previous
+
     def __exit__(self, kind, error, trace):
-        for sig, handler in self._previous.items():
-            # None: a handler installed outside Python, which Python cannot put back.
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig in self._previous:
+            signal.signal(sig, self._previous_handler(sig))
         installed, self._previous = bool(self._previous), {}
         if installed and kind is None and self.received:
             signal.raise_signal(self.received)

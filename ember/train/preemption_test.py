@@ -1,3 +1,4 @@
+import os
 import signal
 
 import pytest
@@ -50,6 +51,26 @@ def test_a_signal_fit_returned_without_acting_on_reaches_the_previous_handler(ou
     with PreemptionNotice([signal.SIGUSR1]):
         signal.raise_signal(signal.SIGUSR1)
     assert received == [signal.SIGUSR1]
+
+
+def test_a_process_forked_during_fit_leaves_warnings_to_it_and_ends_on_sigterm():
+    """Data loader and decode pool workers forked inside fit() inherit its handlers: Slurm's warning
+    must not end them, and a pool stopping them with SIGTERM must not be kept waiting."""
+    signals = (signal.SIGUSR1, signal.SIGTERM)
+    previous = [signal.signal(signum, signal.SIG_DFL) for signum in signals]
+    try:
+        with PreemptionNotice(signals) as notice:
+            child = os.fork()
+            if child == 0:
+                signal.raise_signal(signal.SIGUSR1)
+                signal.raise_signal(signal.SIGTERM)
+                os._exit(0)  # survived SIGTERM: the test fails below
+            _, status = os.waitpid(child, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+        assert notice.received == 0
+    finally:
+        for signum, was in zip(signals, previous):
+            signal.signal(signum, was)
 
 
 def test_requeue_calls_scontrol_once_and_says_what_happened(tmp_path, monkeypatch):
