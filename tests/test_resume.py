@@ -1,10 +1,12 @@
 """Fault injection: a training process is SIGKILLed at random moments, including between writing
-a backup and renaming it into place, and restarted until it finishes. Its final weights, logged
+a backup and renaming it into place, and restarted until it finishes; or sent the signal a
+scheduler sends before it stops a job, on which it backs up and exits. Its final weights, logged
 history and CSV log must equal those of a run that was never interrupted, bit for bit.
 
 Run as a script, this file is the training job: `python tests/test_resume.py OUT BACKUP_DIR DATA KILL`,
-KILL being "none", "batch:N" (SIGKILL itself after its N-th batch) or "rename:N" (SIGKILL itself
-when its N-th backup is written and fsynced but not yet renamed into place).
+KILL being "none", "batch:N" (SIGKILL itself after its N-th batch), "rename:N" (SIGKILL itself
+when its N-th backup is written and fsynced but not yet renamed into place) or "pause:N" (wait
+after its N-th batch for the test to signal it, testing/preemption.py).
 """
 import json
 import os
@@ -15,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from testing.preemption import JOB_ID, scontrol_calls, signal_paused, slurm_with_fake_scontrol, started
 
 EPOCHS, SAMPLES, BATCH = 4, 64, 8  # 32 batches
 SAVE_EVERY = 3
@@ -28,6 +32,7 @@ def train(out: Path, backup_dir: str, data: str, kill: str) -> None:
     from ember import layers
     from ember.callbacks import BackupAndRestore, Callback, CSVLogger, EarlyStopping, ReduceLROnPlateau
     from ember.io import atomic_write_text
+    from testing.preemption import pause
 
     kind, _, count = kill.partition(":")
     if kind == "rename":  # the moment ember.io renames a finished temporary file over a backup
@@ -49,6 +54,8 @@ def train(out: Path, backup_dir: str, data: str, kill: str) -> None:
             KillAfterBatch.seen += 1
             if kind == "batch" and KillAfterBatch.seen == int(count):
                 os.kill(os.getpid(), signal.SIGKILL)
+            if kind == "pause" and KillAfterBatch.seen == int(count):
+                pause(out, "job")
 
     ember.seed(2024)
     x = np.random.rand(SAMPLES, 10).astype("float32")
@@ -85,12 +92,18 @@ def train(out: Path, backup_dir: str, data: str, kill: str) -> None:
     atomic_write_text(out / "history.json", json.dumps(history.history))
 
 
-def _job(out, backup_dir, data, kill):
+def _command(out, backup_dir, data, kill, env=None) -> dict:
+    """The training job's subprocess arguments; `env`: variables to add."""
     out.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, __file__, str(out), str(backup_dir), data, kill], env=env,
-                          capture_output=True, text=True, timeout=300)
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+           **(env or {})}
+    return dict(args=[sys.executable, __file__, str(out), str(backup_dir), data, kill], env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _job(out, backup_dir, data, kill, env=None):
+    return subprocess.run(**_command(out, backup_dir, data, kill, env), timeout=300)
 
 
 def _outputs(out):
@@ -119,8 +132,6 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed,data", [(0, "arrays"), (1, "dataset"), (2, "arrays"), (3, "folder"), (4, "stream")])
 def test_sigkilled_run_restarted_until_done_equals_uninterrupted(tmp_path, uninterrupted, seed, data):
-    import torch
-
     rng = random.Random(seed)
     # Each process trains at most 9 batches before its kill and backs up every 3, so of the 32
     # batches enough remain for every kill to happen.
@@ -134,14 +145,49 @@ def test_sigkilled_run_restarted_until_done_equals_uninterrupted(tmp_path, unint
             assert list(backup_dir.glob(".backup-*.tmp")), sorted(os.listdir(backup_dir))
     finished = _job(out, backup_dir, data, "none")
     assert finished.returncode == 0, finished.stderr
+    _assert_equal(_outputs(out), uninterrupted(data))
+    assert not backup_dir.exists()  # delete_checkpoint: removed after the successful end
 
-    (weights, history, csv), (ref_weights, ref_history, ref_csv) = _outputs(out), uninterrupted(data)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed,signum,slurm", [
+    pytest.param(5, signal.SIGTERM, False, id="SIGTERM"),
+    pytest.param(6, signal.SIGUSR1, True, id="SIGUSR1-slurm"),
+    pytest.param(3, signal.SIGTERM, True, id="SIGTERM-slurm-epoch-end")])  # seed 3: the 16th batch, an epoch's last
+def test_preempted_run_backs_up_exits_and_resumes_equal_to_uninterrupted(tmp_path, uninterrupted, seed, signum,
+                                                                         slurm):
+    """Signalled after a random batch, the run backs up after that batch, exits with 128 + the
+    signal's number and, in a Slurm job, requeues it on SIGUSR1 (not on SIGTERM, which scancel
+    sends); started again, it ends as the uninterrupted run."""
+    batch = random.Random(seed).randint(1, EPOCHS * SAMPLES // BATCH)
+    out, backup_dir, slurm_bin = tmp_path / "run", tmp_path / "backups", tmp_path / "bin"
+    env = slurm_with_fake_scontrol(slurm_bin) if slurm else {}
+    with started(**_command(out, backup_dir, "arrays", f"pause:{batch}", env)) as job:
+        signal_paused(out, ["job"], signum, job)
+        _, stderr = job.communicate(timeout=300)
+    assert job.returncode == 128 + signum, stderr
+    # After the epoch's last batch the backup waits for the epoch's end: the position (epoch + 1, 0).
+    epoch, step = divmod(batch, SAMPLES // BATCH)
+    assert sorted(backup_dir.glob("backup-*.zip"))[-1].name == f"backup-{epoch:06d}-{step:09d}.zip", batch
+    requeued = slurm and signum == signal.SIGUSR1
+    assert scontrol_calls(slurm_bin) == ([f"requeue {JOB_ID} rank=none"] if requeued else [])
+    assert ("requeued Slurm job" in stderr) == requeued, stderr
+
+    finished = _job(out, backup_dir, "arrays", "none", env)
+    assert finished.returncode == 0, finished.stderr
+    _assert_equal(_outputs(out), uninterrupted("arrays"))
+    assert not backup_dir.exists()
+
+
+def _assert_equal(outputs, reference):
+    import torch
+
+    (weights, history, csv), (ref_weights, ref_history, ref_csv) = outputs, reference
     assert weights.keys() == ref_weights.keys()
     for name in weights:
         assert torch.equal(weights[name], ref_weights[name]), name
     assert history == ref_history
     assert csv == ref_csv
-    assert not backup_dir.exists()  # delete_checkpoint: removed after the successful end
 
 
 if __name__ == "__main__":

@@ -1,35 +1,48 @@
 """Exact resume under DDP and FSDP2: two processes on gloo, one SIGKILLed mid-epoch (torchrun
-stops the other), the job launched again until it finishes; the final weights and history equal
+stops the other), or one or both sent a preemption signal (they agree to back up at the same
+step and exit), the job launched again until it finishes; the final weights and history equal
 those of an uninterrupted two-process run. FSDP backups hold each rank's shard (DCP), so the
 resumed FSDP run is also checked from one process.
 
-Run through `ember launch -n 2 tests/test_resume_distributed.py STRATEGY OUT BACKUP_DIR KILL_AT`,
-this file is the worker: rank 1 SIGKILLs itself after its KILL_AT-th batch (0: never).
+Run through `ember launch -n 2 tests/test_resume_distributed.py STRATEGY OUT BACKUP_DIR KILL`,
+this file is the worker: with KILL a number N, rank 1 SIGKILLs itself after its N-th batch (0:
+never); with "pause:N" every rank waits after its N-th batch for the test to signal it
+(testing/preemption.py).
 """
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from testing.preemption import (JOB_ID, go, paused_pids, scontrol_calls, signal_paused, slurm_with_fake_scontrol,
+                                started)
+
 WORKER = Path(__file__).resolve()
+ROOT = WORKER.parents[1]
 
 
-def worker(strategy: str, out: Path, backup_dir: str, kill_at: int) -> None:
+def worker(strategy: str, out: Path, backup_dir: str, kill: str) -> None:
     import ember
     from ember.callbacks import BackupAndRestore, EarlyStopping, LambdaCallback
     from ember.distributed import gather_state_dict
     from ember.io import atomic_write_text
     from safetensors.torch import save_file
+    from testing.preemption import pause
 
-    batches = [0]
+    batches, (kind, _, count) = [0], kill.rpartition(":")
 
     def maybe_die(batch, logs):
         batches[0] += 1
-        if int(os.environ["RANK"]) == 1 and batches[0] == kill_at:
+        if batches[0] != int(count):
+            return
+        if kind == "pause":
+            pause(out, f"rank{os.environ['RANK']}")
+        elif int(os.environ["RANK"]) == 1:
             os.kill(os.getpid(), signal.SIGKILL)
 
     ember.seed(3)
@@ -61,20 +74,24 @@ def data():
     return x, (x[:, 0] > 0.5).astype("int64")
 
 
-def _launch(strategy, out, backup_dir, kill_at):
+def _launch_command(strategy, out, backup_dir, kill, env=None) -> dict:
+    """`ember launch`'s subprocess arguments; `env`: variables to add. The workers import this
+    checkout's ember (and testing/), whatever is installed."""
     out.mkdir(exist_ok=True)
     command = [sys.executable, "-m", "ember.cli", "launch", "-n", "2", str(WORKER), strategy, str(out),
-               str(backup_dir), str(kill_at)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+               str(backup_dir), str(kill)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **(env or {})}
+    return dict(args=command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _launch(strategy, out, backup_dir, kill, env=None):
+    return subprocess.run(**_launch_command(strategy, out, backup_dir, kill, env), timeout=300)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_job_killed_mid_epoch_resumes_bit_identical(tmp_path, strategy):
-    import torch
-    from safetensors.torch import load_file
-
     reference = _launch(strategy, tmp_path / "reference", tmp_path / "reference-backup", 0)
     assert reference.returncode == 0, reference.stderr[-3000:]
     out, backup_dir = tmp_path / "run", tmp_path / "backup"
@@ -87,12 +104,57 @@ def test_job_killed_mid_epoch_resumes_bit_identical(tmp_path, strategy):
         _check_backup_loads_into_one_process(backup_dir / f"{backups[-1]}.shards")
     finished = _launch(strategy, out, backup_dir, 0)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    weights, expected = load_file(out / "final.safetensors"), load_file(tmp_path / "reference" / "final.safetensors")
+    _assert_same_outputs(out, tmp_path / "reference")
+
+
+def _assert_same_outputs(out, reference):
+    import torch
+    from safetensors.torch import load_file
+
+    weights, expected = load_file(out / "final.safetensors"), load_file(reference / "final.safetensors")
     assert weights.keys() == expected.keys()
     for name in weights:
         assert torch.equal(weights[name], expected[name]), name
-    assert json.loads((out / "history.json").read_text()) == \
-        json.loads((tmp_path / "reference" / "history.json").read_text())
+    assert json.loads((out / "history.json").read_text()) == json.loads((reference / "history.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def ddp_reference(tmp_path_factory):
+    """The outputs folder of an uninterrupted two-process DDP run."""
+    folder = tmp_path_factory.mktemp("ddp-reference")
+    reference = _launch("ddp", folder / "run", folder / "backup", 0)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    return folder / "run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signalled,signum,slurm", [
+    pytest.param(["rank1"], signal.SIGUSR1, True, id="rank1-SIGUSR1-slurm"),
+    pytest.param(["rank0", "rank1"], signal.SIGTERM, False, id="both-SIGTERM"),
+    pytest.param("launcher", signal.SIGUSR1, True, id="launcher-SIGUSR1-slurm")])
+def test_preempted_job_backs_up_at_one_step_and_resumes_bit_identical(tmp_path, ddp_reference, signalled, signum,
+                                                                     slurm):
+    """A preemption signal to one rank, to both, or to `ember launch` (which passes it on): every
+    rank backs up after the same step, the job exits with 128 + the signal's number, rank 0 alone
+    requeues a Slurm job on SIGUSR1, and the job launched again ends as the uninterrupted one."""
+    out, backup_dir, slurm_bin = tmp_path / "run", tmp_path / "backup", tmp_path / "bin"
+    env = slurm_with_fake_scontrol(slurm_bin) if slurm else {}
+    with started(**_launch_command("ddp", out, backup_dir, "pause:4", env)) as job:
+        if signalled == "launcher":
+            paused_pids(out, ["rank0", "rank1"], job)
+            os.kill(job.pid, signum)
+            time.sleep(3)  # for the launcher to pass the signal on to the paused workers
+            go(out)
+        else:
+            signal_paused(out, signalled, signum, job)
+        _, stderr = job.communicate(timeout=300)
+    assert job.returncode == 128 + signum, stderr[-3000:]
+    # Both ranks paused after their 4th batch: the backup is of epoch 1, batch 4.
+    assert sorted(p.name for p in backup_dir.glob("backup-*.zip"))[-1] == "backup-000000-000000004.zip"
+    assert scontrol_calls(slurm_bin) == ([f"requeue {JOB_ID} rank=0"] if slurm else [])
+    finished = _launch("ddp", out, backup_dir, 0, env)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    _assert_same_outputs(out, ddp_reference)
 
 
 def _check_backup_loads_into_one_process(shards):
@@ -110,4 +172,4 @@ def _check_backup_loads_into_one_process(shards):
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    worker(sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4])

@@ -105,8 +105,12 @@ class DataParallel(SingleProcess):
         return box[0]
 
     def all_true(self, flag: bool) -> bool:
-        if not self.grouped:
-            return flag
-        agreed = torch.tensor(int(flag), device=self._comm_device())
-        dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
-        return bool(agreed)
+        return bool(self._all_reduce_int(int(flag), dist.ReduceOp.MIN)) if self.grouped else flag
+
+    def reduce_max(self, value: int) -> int:
+        return self._all_reduce_int(value, dist.ReduceOp.MAX) if self.grouped else value
+
+    def _all_reduce_int(self, value: int, op) -> int:
+        reduced = torch.tensor(value, dtype=torch.int64, device=self._comm_device())
+        dist.all_reduce(reduced, op=op)
+        return int(reduced)

@@ -28,3 +28,16 @@ def test_a_successful_job_returns_zero(tmp_path):
     finally:
         del os.environ["OUT"]
     assert sorted(p.name for p in tmp_path.glob("rank*")) == ["rank0", "rank1"]
+
+
+def test_sigusr1_is_passed_on_to_the_workers_unless_told_otherwise():
+    assert parse(["train.py"]).signals_to_handle.split(",") == ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1"]
+    assert parse(["--signals-to-handle=SIGTERM", "train.py"]).signals_to_handle == "SIGTERM"
+
+
+def test_a_preempted_worker_s_exit_code_is_the_job_s(tmp_path):
+    preempted, crashed = tmp_path / "preempted.py", tmp_path / "crashed.py"
+    preempted.write_text("raise SystemExit(138)\n")  # what fit() raises after its backup on SIGUSR1
+    crashed.write_text("raise SystemExit(3)\n")
+    assert launch.run(parse(["-n", "1", str(preempted)])) == 138
+    assert launch.run(parse(["-n", "1", str(crashed)])) == 1

@@ -56,3 +56,7 @@ class SingleProcess:
     def all_true(self, flag: bool) -> bool:
         """Whether `flag` holds in every process."""
         return flag
+
+    def reduce_max(self, value: int) -> int:
+        """The largest of every process's `value` (preemption: which signal any process received)."""
+        return value

@@ -46,6 +46,9 @@ class Trainer:
         self.strategy, self.forward_model, self.fast_paths = SingleProcess(), model, contextlib.nullcontext()
         self.targets_checked = False
         self.in_training_layout = False  # see _training_layout
+        # What callbacks ask fit() to undo however it ends, by return or exception (BackupAndRestore's
+        # signal handlers); fit() gives each call its own.
+        self.fit_cleanup = contextlib.ExitStack()
 
     @contextlib.contextmanager
     def _apart_from_fit(self):
@@ -106,7 +109,7 @@ class Trainer:
             self.state.channels_last = self.state.rewrites_views = False
             self.model.to(memory_format=torch.contiguous_format)
         self._dry_run(train)  # builds lazy layers before a strategy wraps or shards them
-        with self._training_layout():
+        with self._training_layout(), contextlib.ExitStack() as self.fit_cleanup:
             return self._fit(train, val, callbacks, epochs, batch_size, verbose, initial_epoch, validation_freq,
                              resume)
 

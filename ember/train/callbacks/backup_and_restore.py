@@ -7,11 +7,20 @@ files; the strategy coordinates the processes.
 
 This callback runs after all others (`runs_last`): it restores their state after their
 `on_train_begin` has reset it, and saves it after their `on_epoch_end` has updated it.
+
+Preemption (ember/train/preemption.py): while fit() runs, the `preemption_signals` are only
+recorded; after each optimizer step the processes agree on the highest signal any of them received
+(one all-reduce of an integer; none in one process), and if there is one, all back up, rank 0
+requeues a Slurm job, and fit() raises `Preempted`, which exits with 128 + the signal's number.
 """
+import signal
+import sys
 import warnings
 
 from ember.train.backup_folder import BackupFolder, shards_of
 from ember.train.callbacks.base import Callback
+from ember.train.preemption import (PreemptionNotice, Preempted, exit_code, parse_signals, requeue_slurm_job,
+                                    slurm_job_to_requeue)
 
 
 class BackupAndRestore(Callback):
@@ -30,13 +39,19 @@ class BackupAndRestore(Callback):
             trains from the start. With False the last state stays: running the script again
             restores the finished run and returns at once. Backups are never deleted, nor is a
             non-finite state backed up, when the loss turns NaN or inf.
+        preemption_signals: the signals on which fit() backs up after the optimizer step in progress
+            and exits with 128 + the signal's number (143 for SIGTERM): "auto" (default), SIGUSR1 and
+            SIGTERM in a Slurm job (SLURM_JOB_ID set), SIGTERM elsewhere; a list of signals (numbers
+            or names); or None to leave every signal as it is. Under Slurm a signal other than SIGTERM
+            and SIGINT (which scancel and Ctrl-C send) also requeues the job (`scontrol requeue`,
+            from rank 0). Caught only while fit() runs, in the main thread; the same on every process.
 
     Resuming needs the same script: the same model, optimizer, data and callbacks.
     """
 
     runs_last = True
 
-    def __init__(self, backup_dir, save_freq="epoch", keep=2, delete_checkpoint=True):
+    def __init__(self, backup_dir, save_freq="epoch", keep=2, delete_checkpoint=True, preemption_signals="auto"):
         if not backup_dir:
             raise ValueError("BackupAndRestore needs a backup_dir (a directory for this run's backups)")
         if save_freq != "epoch" and not (isinstance(save_freq, int) and not isinstance(save_freq, bool)
@@ -47,10 +62,13 @@ class BackupAndRestore(Callback):
         self.folder = BackupFolder(backup_dir)
         self.backup_dir = self.folder.directory
         self.save_freq, self.keep, self.delete_checkpoint = save_freq, keep, delete_checkpoint
+        self.preemption_signals = parse_signals(preemption_signals)
 
     def on_train_begin(self, logs=None):
         self.state, self.strategy = self.trainer.state, self.trainer.strategy
         self._since_backup, self._due, self._last_position, self._skipped_nonfinite = 0, False, None, False
+        self._notice = self.trainer.fit_cleanup.enter_context(PreemptionNotice(self.preemption_signals))
+        self._stop_signal = 0  # the preemption signal the processes agreed to stop on
         if self.strategy.is_main:
             self.folder.remove_temporaries()
         # The main process picks the newest usable backup (setting others aside); every process loads it.
@@ -63,23 +81,31 @@ class BackupAndRestore(Callback):
                 print(f"Resuming from {path}: epoch {epoch + 1}" + (f", batch {step}" if step else ""))
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
-            return
         self._since_backup += 1
         step, steps = batch + 1, self.params.get("steps")
-        at_optimizer_step = step % self.state.recipe.accumulate_steps == 0
-        if self._since_backup < self.save_freq or not (at_optimizer_step or step == steps):
+        if step % self.state.recipe.accumulate_steps and step != steps:
+            return  # partial gradients are not saved: wait for the optimizer step
+        self._agree_on_preemption()
+        epoch_ends_next = step == steps or self.model.stop_training  # back up there, with its logs
+        if self._stop_signal and not epoch_ends_next:
+            self._preempt()
+        if self.save_freq == "epoch" or self._since_backup < self.save_freq:
             return
-        if step == steps or self.model.stop_training:
-            self._due = True  # the epoch's end comes next: back up there, with its logs
+        if epoch_ends_next:
+            self._due = True
             return
         self._backup()
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch" or self._due:
             self._backup()
+        if self._stop_signal:
+            self._preempt()
 
     def on_train_end(self, logs=None):
+        self._agree_on_preemption()  # a signal in the last step, validation or after an early stop
+        if self._stop_signal and not (self.trainer.diverged or self._skipped_nonfinite):
+            self._preempt()  # backs up the finished run (not deleted): the requeued run returns at once
         if self.trainer.diverged or self._skipped_nonfinite:
             kept = self.folder.backups()
             if self.strategy.is_main:
@@ -121,6 +147,32 @@ class BackupAndRestore(Callback):
             "ranks": ranks,
         })
         self.folder.keep_newest(self.keep, path)
+
+    def _agree_on_preemption(self):
+        # Every process takes part, whether or not its handlers could be installed, so that all
+        # stop at the same step whichever of them the signal reached.
+        if self.preemption_signals and not self._stop_signal:
+            self._stop_signal = self.strategy.reduce_max(self._notice.received)
+
+    def _preempt(self):
+        if self._last_position != _where(self.state.position()):
+            self._backup()
+        # The main process writes the backup's file and requeues before the others hear what it did:
+        # no process leaves while the backup is incomplete.
+        report = self.strategy.broadcast_from_main(self._report_preemption() if self.strategy.is_main else None)
+        raise Preempted(self._stop_signal, report)
+
+    def _report_preemption(self) -> str:
+        backup = self.folder.path_for(*self._last_position)
+        report = [f"{signal.Signals(self._stop_signal).name} received: " + (
+            f"backed up to {backup}" if backup.exists() else
+            "not backed up (the state is not finite), the earlier backups are kept")]
+        if job := slurm_job_to_requeue(self._stop_signal):
+            report.append(requeue_slurm_job(job))
+        report.append(f"exiting with code {exit_code(self._stop_signal)}")
+        report = "; ".join(report)
+        print(f"ember: {report}", file=sys.stderr, flush=True)
+        return report
 
     def _restore(self, state):
         if state["params"].get("steps") != self.params.get("steps"):

@@ -2,6 +2,9 @@
 bit-identical to one that was never interrupted (weights, logged history, callback decisions)."""
 import os
 import shutil
+import signal
+import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 import ember
 from ember import layers
 from ember.callbacks import BackupAndRestore, CSVLogger, EarlyStopping, ReduceLROnPlateau
+from ember.train.preemption import Preempted
 
 
 class Interrupt(Exception):
@@ -209,6 +213,108 @@ def test_bad_arguments_say_what_is_expected(tmp_path, bad):
         BackupAndRestore(**{"backup_dir": tmp_path, **bad})
 
 
+class SignalAt(ember.callbacks.Callback):
+    """Sends this process `signum` after its n-th batch, or in the last epoch's on_epoch_end (n=None),
+    as a scheduler would; records the handler of SIGTERM after each batch."""
+
+    def __init__(self, n, signum=signal.SIGTERM, epochs=3):
+        self.n, self.signum, self.epochs, self.seen, self.handlers = n, signum, epochs, 0, set()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        self.handlers.add(signal.getsignal(signal.SIGTERM))
+        if self.seen == self.n:
+            signal.raise_signal(self.signum)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.n is None and epoch + 1 == self.epochs:
+            signal.raise_signal(self.signum)
+
+
+class OuterHandler:
+    """The handler of SIGTERM and SIGUSR1 before fit(): it records what reaches it (a signal fit()
+    failed to catch would otherwise end the tests)."""
+
+    def __init__(self):
+        self.received = []
+
+    def __call__(self, signum, frame):
+        self.received.append(signum)
+
+
+@pytest.fixture
+def outer_handler():
+    handler, signals = OuterHandler(), (signal.SIGTERM, signal.SIGUSR1)
+    previous = [signal.signal(signum, handler) for signum in signals]
+    yield handler
+    for signum, was in zip(signals, previous):
+        signal.signal(signum, was)
+
+
+def test_preemption_signal_backs_up_after_the_step_exits_and_resumes_bit_identical(tmp_path, outer_handler):
+    backup_dir = tmp_path / "backup"
+    with pytest.raises(Preempted) as preempted:
+        _run(BackupAndRestore(backup_dir), extra=[SignalAt(10)])
+    assert preempted.value.code == 143 and isinstance(preempted.value, SystemExit)
+    assert preempted.value.report == f"SIGTERM received: backed up to {backup_dir}/backup-000001-000000003.zip; " \
+                                     "exiting with code 143"
+    # 7 batches an epoch: the 10th is epoch 2's third (the only other backup is epoch 1's end)
+    assert sorted(p.name for p in backup_dir.iterdir()) == ["backup-000001-000000000.zip",
+                                                             "backup-000001-000000003.zip"]
+    assert signal.getsignal(signal.SIGTERM) is outer_handler and outer_handler.received == []  # back, not called
+    _assert_same(_run(BackupAndRestore(backup_dir)), _run())
+
+
+def test_preemption_waits_for_the_optimizer_step(tmp_path, outer_handler):
+    backup_dir = tmp_path / "backup"
+    with pytest.raises(Preempted) as preempted:
+        _run(BackupAndRestore(backup_dir, preemption_signals=["SIGUSR1"]), extra=[SignalAt(10, signal.SIGUSR1)],
+             accumulate_steps=2)
+    assert preempted.value.code == 138
+    # The 10th batch is epoch 2's third, a micro-batch: the backup follows the 4th, an optimizer step.
+    assert sorted(backup_dir.glob("backup-*.zip"))[-1].name == "backup-000001-000000004.zip"
+    _assert_same(_run(BackupAndRestore(backup_dir), accumulate_steps=2), _run(accumulate_steps=2))
+
+
+def test_preemption_after_the_last_step_keeps_the_finished_run(tmp_path, outer_handler):
+    backup_dir = tmp_path / "backup"
+    with pytest.raises(Preempted):
+        _run(BackupAndRestore(backup_dir), extra=[SignalAt(None)])
+    assert backup_dir.exists()  # not deleted, although fit() had ended: running the script again returns at once
+    counter = SignalAt(10**9)
+    _assert_same(_run(BackupAndRestore(backup_dir), extra=[counter]), _run())
+    assert counter.seen == 0 and not backup_dir.exists()
+
+
+def test_handlers_are_ember_s_only_while_fit_runs(tmp_path, outer_handler):
+    during = SignalAt(10**9)
+    with pytest.raises(Interrupt):
+        _run(BackupAndRestore(tmp_path / "backup"), interrupt_at=5, extra=[during])
+    assert outer_handler not in during.handlers and len(during.handlers) == 1
+    assert signal.getsignal(signal.SIGTERM) is outer_handler  # restored after an exception too
+    untouched = SignalAt(10**9)
+    _run(BackupAndRestore(tmp_path / "backup", preemption_signals=None), extra=[untouched])
+    assert untouched.handlers == {outer_handler}
+    assert outer_handler.received == []
+
+
+def test_fit_outside_the_main_thread_warns_and_trains(tmp_path):
+    during, caught, results = SignalAt(10**9), [], []
+
+    def train():
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            results.append(_run(BackupAndRestore(tmp_path / "backup"), extra=[during]))
+        caught.extend(str(w.message) for w in seen)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    thread.join()
+    assert any("outside the main thread" in message for message in caught), caught
+    assert during.handlers == {signal.getsignal(signal.SIGTERM)}  # nothing was installed
+    _assert_same(results[0], _run())
+
+
 @pytest.fixture
 def no_process_group():
     yield
@@ -226,6 +332,15 @@ def test_fsdp_backups_are_shards_and_resume_bit_identical(tmp_path, no_process_g
                      for kind in ("shards", "zip")]  # the newest 2 (keep=2), each a zip and its shards
     _run(BackupAndRestore(tmp_path / "backup"), strategy="fsdp")  # finished: restored, then deleted
     assert not (tmp_path / "backup").exists()  # zips and shards
+
+
+def test_fsdp_run_preempted_backs_up_its_shards_and_resumes_bit_identical(tmp_path, no_process_group, outer_handler):
+    backup_dir = tmp_path / "backup"
+    with pytest.raises(Preempted):
+        _run(BackupAndRestore(backup_dir), extra=[SignalAt(10)], strategy="fsdp")
+    assert sorted(p.name for p in backup_dir.glob("backup-000001-000000003.*")) == \
+        ["backup-000001-000000003.shards", "backup-000001-000000003.zip"]
+    _assert_same(_run(BackupAndRestore(backup_dir), strategy="fsdp"), _run(strategy="fsdp"))
 
 
 def test_fsdp_backup_with_missing_shards_is_set_aside(tmp_path, no_process_group):
