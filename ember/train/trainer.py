@@ -81,7 +81,8 @@ class Trainer:
         (epochs continue the data where the last one stopped, ember/train/epoch_steps.py),
         validation_freq (validate after every N-th epoch).
         strategy: "ddp", "fsdp" or an ember.distributed strategy (or set in compile()).
-        resume: a BackupAndRestore directory to continue an interrupted run from.
+        resume: a BackupAndRestore directory to continue an interrupted run from; its default
+        `preemption_signals` make fit() back up and exit on SIGTERM (and SIGUSR1 in a Slurm job).
         """
         self._require_compiled()
         recipe = self.recipe

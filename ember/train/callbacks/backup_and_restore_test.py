@@ -1,9 +1,11 @@
 """BackupAndRestore in one process: a run interrupted by an exception and fitted again must end
 bit-identical to one that was never interrupted (weights, logged history, callback decisions)."""
+import multiprocessing
 import os
 import shutil
 import signal
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -13,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import ember
 from ember import layers
-from ember.callbacks import BackupAndRestore, CSVLogger, EarlyStopping, ReduceLROnPlateau
+from ember.callbacks import BackupAndRestore, CSVLogger, EarlyStopping, LambdaCallback, ReduceLROnPlateau
 from ember.train.preemption import Preempted
 
 
@@ -296,6 +298,37 @@ def test_handlers_are_ember_s_only_while_fit_runs(tmp_path, outer_handler):
     _run(BackupAndRestore(tmp_path / "backup", preemption_signals=None), extra=[untouched])
     assert untouched.handlers == {outer_handler}
     assert outer_handler.received == []
+
+
+def test_data_workers_leave_the_warning_to_the_training_process(tmp_path, outer_handler):
+    """Slurm signals every process of a job step. A DataLoader worker forked during fit() that died
+    on the warning (SIGUSR1, whose default action ends a process) would make torch stop the
+    training process with an error before its backup. The training process here gets SIGUSR2."""
+    workers = []
+
+    def signal_every_process(batch, logs):
+        if batch == 2:
+            workers.extend(multiprocessing.active_children())  # the loader's worker
+            for worker in workers:
+                os.kill(worker.pid, signal.SIGUSR1)
+            signal.raise_signal(signal.SIGUSR2)
+            time.sleep(0.5)  # time for a worker to die, and torch's SIGCHLD handler to raise
+            assert workers and all(worker.is_alive() for worker in workers)
+
+    x = torch.rand(64, 6)
+    loader = DataLoader(TensorDataset(x, (x[:, 0] > 0.5).long()), batch_size=8, num_workers=1,
+                        multiprocessing_context="fork")
+    model = ember.Sequential([layers.Dense(4), layers.Dense(2)])
+    model.compile("adamw", "cross_entropy")
+    backup = BackupAndRestore(tmp_path, preemption_signals=["SIGUSR1", "SIGUSR2"])
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_DFL), signal.signal(signal.SIGUSR2, outer_handler)
+    try:
+        with pytest.raises(Preempted):
+            model.fit(loader, epochs=1, verbose=0,
+                      callbacks=[LambdaCallback(on_train_batch_end=signal_every_process), backup])
+    finally:
+        signal.signal(signal.SIGUSR1, previous[0])
+        signal.signal(signal.SIGUSR2, previous[1])
 
 
 def test_fit_outside_the_main_thread_warns_and_trains(tmp_path):
