@@ -225,9 +225,9 @@ def test_a_kubeflow_pytorchjob_trains_like_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_a_slurm_step_of_two_tasks_trains_like_one_process(tmp_path):
-    """Two processes started with what `srun -n 2` on one node gives its tasks, but by this test:
-    no Slurm daemon runs here (Debian's slurm-wlm is not installed). Rank 0 serves the store on
-    the node list's first host, localhost, at the port derived from the job id."""
+    """Two processes started with what `srun -n 2` on one node gives its tasks, but by this test (the
+    srun test below runs a real one-node cluster where slurm-wlm is installed). Rank 0 serves the store
+    on the node list's first host, localhost, at the port derived from the job id."""
     job_id = next(job for job in random.sample(range(100_000, 120_000), 50) if port_is_free(rendezvous_port(job)))
     step = dict(SLURM_JOB_ID=str(job_id), SLURM_NTASKS="2", SLURM_NPROCS="2", SLURM_STEP_ID="0",
                 SLURM_STEP_NUM_TASKS="2", SLURM_NNODES="1", SLURM_NODEID="0", SLURM_TASKS_PER_NODE="2",
@@ -235,6 +235,23 @@ def test_a_slurm_step_of_two_tasks_trains_like_one_process(tmp_path):
     tasks = [alone_environment(**step, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank)) for rank in (0, 1)]
     run_together([(train_with_ddp(tmp_path), task) for task in tasks], tmp_path)
     assert_same_run(tmp_path, shuffle=True, how="Slurm step")
+
+
+@pytest.mark.slow
+def test_srun_on_a_one_node_slurm_cluster_trains_like_one_process(tmp_path):
+    """`srun -n 2` on a real one-node Slurm cluster (Debian's slurm-wlm, started by this test): the two
+    tasks find each other from what Slurm sets alone. Skipped, saying why, where slurm-wlm is absent."""
+    from testing.slurm_cluster import missing, slurm_cluster
+
+    if why := missing():
+        pytest.skip(why)
+    with slurm_cluster(tmp_path / "slurm") as env:
+        path = os.pathsep.join(filter(None, [str(WORKER.parents[1]), os.environ.get("PYTHONPATH")]))
+        step = subprocess.run(["srun", "-n", "2", "--kill-on-bad-exit=1", *train_with_ddp(tmp_path)],
+                              env={**env, "PYTHONPATH": path}, capture_output=True, text=True, timeout=300)
+    assert step.returncode == 0, step.stdout[-2000:] + step.stderr[-3000:]
+    assert (tmp_path / "validation_rows_1.json").exists(), "the tasks did not form one group of two"
+    assert_same_run(tmp_path, shuffle=True, how="srun -n 2")
 
 
 # ----------------------------------------------------------------- worker
