@@ -194,3 +194,12 @@ def test_bad_arguments_say_what_was_expected(folder):
             image_dataset_from_directory(folder, verbose=False, **kwargs)
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         image_dataset_from_directory(folder / "missing", verbose=False)
+
+
+def test_batch_size_none_yields_single_samples_as_keras(folder):
+    dataset = image_dataset_from_directory(folder, image_size=(8, 8), batch_size=None, label_mode="categorical",
+                                           verbose=False, workers=0)
+    samples = list(dataset)
+    image, label = samples[0]
+    assert len(samples) == len(dataset.file_paths) == len(dataset)
+    assert image.shape == (3, 8, 8) and label.shape == (3,)

@@ -19,9 +19,10 @@ class IndexedBatches:
     num_samples: int  # items 0 .. num_samples - 1
 
     def __init__(self, labels, batch_size, shuffle, seed):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-        self.labels, self.batch_size, self.shuffle, self.seed = labels, batch_size, shuffle, seed
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None (single samples); got {batch_size!r}")
+        self.unbatched = batch_size is None  # Keras' batch_size=None: iterating yields single samples
+        self.labels, self.batch_size, self.shuffle, self.seed = labels, batch_size or 1, shuffle, seed
         self.split = None  # (rank, processes): this process reads its share of every batch
         self._iterations = 0
 
@@ -32,7 +33,7 @@ class IndexedBatches:
         """One pass (the next epoch's order each time, as a Keras dataset reshuffles per iteration)."""
         epoch, self._iterations = self._iterations, self._iterations + 1
         for batch, _ in self.batches(epoch):
-            yield batch
+            yield _first(batch) if self.unbatched else batch
 
     def split_across(self, rank: int, processes: int) -> None:
         """From now on read only this process's contiguous share of every global batch."""
@@ -66,3 +67,12 @@ class IndexedBatches:
             return indices, 1.0
         share = np.array_split(indices, self.split[1])[self.split[0]]
         return share, len(share) * self.split[1] / len(indices)
+
+
+def _first(batch):
+    """The one sample of a batch of one: a tensor's or list's first row, through tuples and dicts."""
+    if isinstance(batch, tuple):
+        return tuple(_first(part) for part in batch)
+    if isinstance(batch, dict):
+        return {name: _first(part) for name, part in batch.items()}
+    return batch[0]

@@ -72,3 +72,8 @@ def test_fit_takes_a_text_dataset(folder):
 def test_bad_max_length(folder):
     with pytest.raises(ValueError, match="max_length must be a positive integer"):
         text_dataset_from_directory(folder, max_length=0)
+
+
+def test_batch_size_none_yields_single_texts(folder):
+    text, label = next(iter(text_dataset_from_directory(folder, batch_size=None, shuffle=False, verbose=False)))
+    assert text == "awful dull review number 0 ✓" and label.shape == ()
