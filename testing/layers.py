@@ -50,3 +50,25 @@ def assert_matches_keras(keras_layer, ember_layer_for, x, rtol=1e-4, channels_ax
         first = ember_predict(ember_layer_for("channels_first"), np.ascontiguousarray(np.moveaxis(x, -1, 1)))
         assert np.abs(np.moveaxis(first, 1, -1) - expected).max() <= rtol * scale
     return expected
+
+
+def padded_ids(rng, rows, steps, vocabulary):
+    """(token ids with trailing padding 0, each row's real length)."""
+    lengths = rng.integers(1, steps + 1, rows)
+    return np.where(np.arange(steps)[None] < lengths[:, None], rng.integers(1, vocabulary, (rows, steps)), 0), lengths
+
+
+def assert_saves_and_exports(model, inputs, tmp_path):
+    """`model` (in eval mode) gives the same outputs on `inputs` after ember.save / ember.load, and within
+    1e-5 from its ONNX export."""
+    import ember
+
+    onnxruntime = pytest.importorskip("onnxruntime")
+    with torch.no_grad():
+        eager = model(torch.from_numpy(inputs)).numpy()
+        model.save(tmp_path / "model.ember")
+        assert np.abs(ember.load(tmp_path / "model.ember")(torch.from_numpy(inputs)).numpy() - eager).max() == 0
+    model.export(tmp_path / "export", format="onnx", example=torch.from_numpy(inputs[:4]))
+    session = onnxruntime.InferenceSession(str(tmp_path / "export" / "model.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    assert np.abs(got - eager).max() <= 1e-5

@@ -15,7 +15,7 @@ from ember.define import layers as L
 
 DATA = Path(__file__).parent / "data" / "keras"
 TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "text": 1e-4, "operations": 1e-5,
-             "nested": 1e-5, "resampling": 1e-5, "decoder": 1e-5, "sequence": 1e-5}
+             "nested": 1e-5, "resampling": 1e-5, "decoder": 1e-5, "sequence": 1e-5, "video": 1e-5, "attention": 1e-5}
 
 
 def _keras_made(tmp_path_factory, script):
@@ -137,8 +137,9 @@ def test_converted_model_fine_tunes_saves_and_loads(keras_models, no_keras, tmp_
 
 @pytest.mark.slow
 # text: Embedding, LSTM, GRU (go_backwards), Conv1D; resampling and decoder: padding, cropping, resizing,
-# transposed convolutions, preprocessing and normalization layers, a broadcasting Multiply
-@pytest.mark.parametrize("name", ["resnet_block", "text", "resampling", "decoder"])
+# transposed convolutions, preprocessing and normalization layers, a broadcasting Multiply; video:
+# TimeDistributed; attention: MultiHeadAttention (causal, gated)
+@pytest.mark.parametrize("name", ["resnet_block", "text", "resampling", "decoder", "video", "attention"])
 def test_converted_model_exports_to_onnx(keras_models, no_keras, tmp_path, name):
     import onnxruntime
 
@@ -220,7 +221,7 @@ def masked_keras_models(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["masked_bidirectional", "masked_pooling", "masked_features"])
+@pytest.mark.parametrize("name", ["masked_bidirectional", "masked_pooling", "masked_features", "masked_attention"])
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
 def test_masked_text_models_match_keras_and_ignore_padding(masked_keras_models, no_keras, name, extension):
     """Embedding(mask_zero=True) or Masking, then Bidirectional / LSTM / GRU / SimpleRNN and pooling, on a

@@ -11,20 +11,40 @@ How a mask travels:
   made by recorded `ember.ops` calls); a call on it records `mask=<that tensor>` as an argument of
   the layer that takes one, so the saved graph holds masks as plain data (as Keras 3's config does);
 - Sequential: `forward` hands each layer the mask the previous one left (`call_with_mask`).
-An explicit `layer(x, mask=m)` always wins over the mask `x` carries.
+An explicit `layer(x, mask=m)` always wins over the mask `x` carries. A layer taking several
+tensors (attention's query, value, key) takes their masks as `<argument>_mask`, as in Keras.
 """
 import functools
 import inspect
 
 
 @functools.cache
-def _forward_takes_mask(cls) -> bool:
-    return "mask" in inspect.signature(cls.forward).parameters
+def _forward_parameters(cls) -> tuple:
+    return tuple(inspect.signature(cls.forward).parameters)[1:]  # after self
+
+
+def takes_argument(module, name) -> bool:
+    """Whether `module.forward` has a parameter `name`."""
+    return name in _forward_parameters(type(module))
 
 
 def takes_mask(module) -> bool:
     """Whether `module.forward` has a `mask` parameter."""
-    return _forward_takes_mask(type(module))
+    return takes_argument(module, "mask")
+
+
+def with_argument_masks(module, args, kwargs) -> dict:
+    """`kwargs` with `<argument>_mask` set to the mask its tensor carries, for each argument of `module`'s
+    forward that has such a parameter and was not given one."""
+    names = _forward_parameters(type(module))
+    for position, name in enumerate(names):
+        if f"{name}_mask" not in names:
+            continue
+        tensor = args[position] if position < len(args) else kwargs.get(name)
+        carried = getattr(tensor, "mask", None)
+        if carried is not None and kwargs.get(f"{name}_mask") is None:
+            kwargs = {**kwargs, f"{name}_mask": carried}
+    return kwargs
 
 
 def output_mask(module, inputs, mask):

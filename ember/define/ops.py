@@ -10,7 +10,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from ember.define.symbolic import call_op, holds_symbolic
+from ember.define.symbolic import call_op, holds_symbolic, torch_dtype
 
 OPS = {}  # name -> the function on real tensors. A model file names these, never Python code.
 
@@ -42,6 +42,7 @@ _ELEMENTWISE = {
     "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "square": torch.square, "tanh": torch.tanh,
     "sigmoid": torch.sigmoid, "relu": torch.relu, "gelu": F.gelu, "relu6": F.relu6, "silu": F.silu,
     "leaky_relu": F.leaky_relu, "hard_sigmoid": F.hardsigmoid, "hard_silu": F.hardswish,
+    "logical_and": torch.logical_and, "logical_or": torch.logical_or, "logical_not": torch.logical_not,
 }
 for _name, _function in _ELEMENTWISE.items():
     globals()[_name] = _recordable(_function, _name)
@@ -71,6 +72,22 @@ def not_equal(x, y):
 @_recordable
 def any(x, axis=None, keepdims=False):  # noqa: A001 (Keras' name)
     return torch.any(x) if axis is None else torch.any(x, dim=axis, keepdim=keepdims)
+
+
+@_recordable
+def all(x, axis=None, keepdims=False):  # noqa: A001 (Keras' name)
+    return torch.all(x) if axis is None else torch.all(x, dim=axis, keepdim=keepdims)
+
+
+@_recordable
+def zeros_like(x, dtype=None):
+    """Zeros of `x`'s shape; `dtype`: a name such as "bool" or "float32" (None: `x`'s)."""
+    return torch.zeros_like(x, dtype=None if dtype is None else torch_dtype(dtype))
+
+
+@_recordable
+def ones_like(x, dtype=None):
+    return torch.ones_like(x, dtype=None if dtype is None else torch_dtype(dtype))
 
 
 @_recordable
@@ -138,7 +155,7 @@ def softmax(x, axis=-1):
 @_recordable
 def cast(x, dtype):
     """`dtype`: a name such as "float32" or "int64"."""
-    return x.to(getattr(torch, str(dtype).replace("torch.", "")))
+    return x.to(torch_dtype(dtype))
 
 
 __all__ = sorted(name for name in OPS if name != "getitem")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from ember.define.masking import output_mask, takes_mask
+from ember.define.masking import output_mask, takes_mask, with_argument_masks
 from ember.errors import ShapeError
 
 _FAKE_BATCH = 2  # the batch size shapes are inferred with; outputs keep it as None
@@ -112,9 +112,13 @@ def call_module(module, args: tuple, kwargs: dict):
 
     first = args[0]
     carried = getattr(first, "mask", None)
+    if isinstance(first, (list, tuple)) and any(getattr(t, "mask", None) is not None for t in first):
+        carried = [getattr(t, "mask", None) for t in first]  # a merge layer's: one per input
     if carried is not None and "mask" not in kwargs and takes_mask(module):
         kwargs = {**kwargs, "mask": carried}
-    shapes = map_structure(lambda t: t.shape[1:], first)
+    kwargs = with_argument_masks(module, args, kwargs)
+    shapes = module.call_input_shape(*args, **kwargs) if getattr(module, "call_input_shape", None) \
+        else map_structure(lambda t: t.shape[1:], first)
     if isinstance(module, Layer) and not isinstance(first, dict):
         module.check_input_shape(shapes)  # with free sizes (None), the layer says what it cannot take
         if not module.built:  # real parameters now (a fake call would make fake ones); free sizes do not size them

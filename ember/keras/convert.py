@@ -14,15 +14,15 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from ember.define import layers as L
 from ember.define.functional import Functional
 from ember.define.sequential import Sequential
-from ember.define.masking import takes_mask
+from ember.define.masking import takes_argument
 from ember.define.ops import OPS
 from ember.define.symbolic import Input, call_module, call_op, flatten, map_structure
 from ember.saving import ModelFileError
 from ember.keras.files import keras3_weight_path, read_keras_file
-from ember.keras.graph import build_module
+from ember.keras.graph import build_call, build_module
 from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, convert_weights, copy_weights,
                                 is_flat)
-from ember.keras.model_config import MODEL_KINDS, ConfigReader, TensorRef
+from ember.keras.model_config import MODEL_KINDS, ConfigReader, NodeCall, TensorRef, output_ref
 from ember.keras.operations import KERAS_OPERATIONS, is_operation, operation_call
 
 MAX_NESTED_MODELS = 16  # models inside models; Keras' own applications nest two deep
@@ -39,7 +39,7 @@ class UnsupportedKerasLayersError(ModelFileError):
 
 @dataclass
 class _Step:
-    inputs: list
+    inputs: list  # refs of the tensor arguments: one list argument if list_input, else positional
     modules: list
     output: str
     list_input: bool = False
@@ -49,7 +49,8 @@ class _Step:
     custom: bool = False  # a user-supplied module for a custom Keras layer, weights already set
     operation: tuple = None  # (ember.ops name, args with TensorRefs, options) of a Keras operation
     nested: tuple = None  # (plan, _LayerArrays) of a nested Keras model, the step's one module
-    mask: str = None  # the ref of the mask the file gives the layer (its first module takes it as `mask=`)
+    keywords: dict = field(default_factory=dict)  # the first module's tensor keyword arguments (`mask=`): refs
+    options: dict = field(default_factory=dict)  # its other keyword arguments (`use_causal_mask=True`)
 
 
 @dataclass
@@ -178,7 +179,7 @@ class _Builder:
                                                model_config)
         ref = self.add_input("input", shape, dtype)
         for entry in body:
-            ref = self.add_layer(entry, [ref], False, f"{entry['config']['name']}:0")
+            ref = self.add_layer(entry, NodeCall([ref]), f"{entry['config']['name']}:0")
         self.plan.outputs = [ref]
         self.raise_problems()
         return self.plan
@@ -212,8 +213,9 @@ class _Builder:
                     waiting.append((name, index, (refs, add)))
             if len(waiting) == len(pending):
                 missing = sorted({f"{n}:{i}" for n, i, _ in waiting})
+                absent = sorted({ref for _, _, (refs, _) in waiting for ref in refs if ref not in self.tensors})
                 raise ModelFileError(f"{self.reader.source}: the model graph is inconsistent: nodes {missing} wait "
-                                     "for tensors no layer produces")
+                                     f"for tensors no layer produces (layer:node[:output] {absent})")
             pending = waiting
         self.plan.outputs = self.graph_refs(config.get("output_layers"), "config.output_layers")
         missing = [ref for ref in self.plan.outputs if ref not in self.tensors]
@@ -234,19 +236,11 @@ class _Builder:
             if not refs:
                 self.reader.fail(where, "the arguments of an operation on at least one tensor", node)
             return refs, lambda out_ref: self.add_operation(entry, args, kwargs, out_ref)
-        try:
-            refs, list_input, mask_ref = self.reader.node_inputs(node, where)
-        except UnsupportedConfig as error:
-            raise UnsupportedKerasLayersError(f"{self.reader.source}: layer '{name}': {error} is not supported") \
-                from error
-        return refs + [mask_ref] * (mask_ref is not None), \
-            lambda out_ref: self.add_layer(entry, refs, list_input, out_ref, mask_ref)
+        call = self.reader.node_inputs(node, where)
+        return call.refs + flatten(call.keywords, leaf=str), lambda out_ref: self.add_layer(entry, call, out_ref)
 
     def graph_refs(self, value, where):
-        try:
-            return self.reader.tensor_refs(value, where)
-        except UnsupportedConfig as error:
-            raise UnsupportedKerasLayersError(f"{self.reader.source}: {where}: {error} is not supported") from error
+        return self.reader.tensor_refs(value, where)
 
     def raise_problems(self):
         if self.problems:
@@ -265,26 +259,38 @@ class _Builder:
         self.plan.inputs.append((ref, shape, dtype))
         return ref
 
-    def add_layer(self, entry, refs, list_input, out_ref, mask_ref=None):
-        class_name, config = entry["class_name"], entry["config"]
-        name = config["name"]
+    def add_layer(self, entry, call, out_ref):
+        class_name, name = entry["class_name"], entry["config"]["name"]
+        # Tensor keywords (masks, attention masks, initial states) in Keras' layout.
+        keywords = map_structure(lambda ref: self.convert_layout(ref, (KERAS,)), call.keywords, leaf=str)
         factory = custom_factory(self.custom_layers, entry)
         if factory is not None:
-            out_ref = self.add_custom(factory, entry, refs, list_input, out_ref)
+            step = self.add_custom(factory, entry, call.refs, call.list_input, out_ref, keywords)
         elif class_name in MODEL_KINDS:
-            out_ref = self.add_model(entry, refs, out_ref)
+            step = self.add_model(entry, call.refs, out_ref)
         else:
-            out_ref = self.add_built_in(entry, refs, list_input, out_ref)
-        step = self.plan.steps[-1] if self.plan.steps and self.plan.steps[-1].output == out_ref else None
-        if mask_ref is not None and step is not None:
-            if takes_mask(step.modules[0]):
-                step.mask = mask_ref  # (batch, steps): no layout of its own
+            step = self.add_built_in(entry, call.refs, call.list_input, out_ref, keywords)
+        if step is None:
+            return out_ref
+        for key in sorted(keywords):
+            if takes_argument(step.modules[0], key):
+                step.keywords[key] = keywords[key]
             else:
-                self.problems.append(f"'{name}' ({class_name}) is given a mask, which its ember module "
+                self.problems.append(f"'{name}' ({class_name}) is given the tensor argument {key}=, which its "
+                                     f"ember module {type(step.modules[0]).__name__} does not take")
+        call_options = KERAS_LAYERS[class_name].call_options if class_name in KERAS_LAYERS and not step.custom else ()
+        for key, value in sorted(call.options.items()):
+            if key in call_options:
+                step.options[key] = self.reader.expect(value, bool, f"layer '{name}': the call's {key}",
+                                                       "true or false")
+            elif value is not None and value is not False and key != "training":
+                self.problems.append(f"'{name}' ({class_name}) is called with {key}={value!r:.60}, which ember's "
                                      f"{type(step.modules[0]).__name__} does not take")
         return out_ref
 
-    def add_built_in(self, entry, refs, list_input, out_ref):
+    def add_built_in(self, entry, refs, list_input, out_ref, keywords):
+        """The step of a built-in Keras layer (None where it cannot be built); `keywords`: the tensor
+        keyword arguments its ember module takes, by name."""
         class_name, config = entry["class_name"], entry["config"]
         name = config["name"]
         spec = KERAS_LAYERS[class_name]
@@ -292,21 +298,35 @@ class _Builder:
         refs = [self.convert_layout(ref, (KERAS,) if mixed else spec.accepts) for ref in refs]
         shapes = [self.tensors[ref][0] for ref in refs]
         layout = self.tensors[refs[0]][1]
-        shape = shapes if list_input else shapes[0]
         try:
             modules, out_layout = spec.build(config, layout, shapes[0], keras2=self.keras2)
-            for module in modules:
+            shape = build_call(modules[0], shapes, list_input, self.keyword_shapes(keywords, modules[0]))
+            for module in modules[1:]:
                 shape = build_module(module, shape)
         except UnsupportedConfig as error:
             self.problems.append(f"'{name}' ({class_name}): {error} is not supported")
-            return self.placeholder(out_ref, shapes[0])
+            self.placeholder(out_ref, shapes[0])
+            return None
         except LAYER_CONFIG_ERRORS as error:
             raise ModelFileError(f"{self.reader.source}: layer '{name}' ({class_name}) cannot be built from its "
-                                 f"config for input shape {shapes if list_input else shapes[0]} "
+                                 f"config for input shape {shapes if list_input or len(shapes) > 1 else shapes[0]} "
                                  f"({type(error).__name__}: {error})") from error
-        self.tensors[out_ref] = (shape, out_layout)
-        self.plan.steps.append(_Step(refs, modules, out_ref, list_input, entry, layout, shapes[0]))
-        return out_ref
+        self.add_outputs(out_ref, shape, out_layout)
+        step = _Step(refs, modules, out_ref, list_input, entry, layout, shapes[0])
+        self.plan.steps.append(step)
+        return step
+
+    def keyword_shapes(self, keywords, module):
+        """The shapes of the tensor keywords `module` takes (masks aside: they change no shape)."""
+        return {key: map_structure(lambda ref: self.tensors[ref][0], refs, leaf=str)
+                for key, refs in keywords.items() if key != "mask" and takes_argument(module, key)}
+
+    def add_outputs(self, out_ref, shape, layout):
+        """Record a call's output: one shape, or a tuple of shapes for a call with several outputs
+        (refs 'name:node', 'name:node:1', ...)."""
+        shapes = shape if shape and isinstance(shape[0], tuple) else (shape,)
+        for index, one in enumerate(shapes):
+            self.tensors[output_ref(out_ref, index)] = (one, layout)
 
     def add_model(self, entry, refs, out_ref):
         """A Keras model called as a layer: converted on its own (its layers, its weights) into an
@@ -323,21 +343,20 @@ class _Builder:
                          self.device, outer_inputs=[self.tensors[ref] for ref in refs], depth=self.depth + 1)
         sequential = class_name == "Sequential"
         plan = inner.sequential(layers, config, entry) if sequential else inner.functional(layers, config)
-        if len(plan.outputs) != 1:
-            self.problems.append(f"'{name}' (nested {class_name}) has {len(plan.outputs)} outputs; nested models "
-                                 "with one output are supported")
-            return self.placeholder(out_ref, self.tensors[refs[0]][0])
         model = _assemble(plan, sequential, name)
-        self.tensors[out_ref] = inner.tensors[plan.outputs[0]]
-        self.plan.steps.append(_Step(refs, [model], out_ref, len(refs) > 1, entry, nested=(plan, inner.weights)))
-        return out_ref
+        for index, ref in enumerate(plan.outputs):
+            self.tensors[output_ref(out_ref, index)] = inner.tensors[ref]
+        step = _Step(refs, [model], out_ref, len(refs) > 1, entry, nested=(plan, inner.weights))
+        self.plan.steps.append(step)
+        return step
 
     def add_operation(self, entry, args, kwargs, out_ref):
         class_name, name = entry["class_name"], entry["config"]["name"]
         refs = [arg.ref for arg in _tensor_refs(args)]
         factory = custom_factory(self.custom_layers, entry)
         if factory is not None:  # the user's module takes the operation's tensor operands
-            return self.add_custom(factory, entry, refs, len(refs) > 1, out_ref)
+            self.add_custom(factory, entry, refs, len(refs) > 1, out_ref, {})
+            return out_ref
         if kwargs:
             self.problems.append(f"'{name}' (operation {class_name}): keyword operands {sorted(kwargs)} are not "
                                  "supported")
@@ -369,7 +388,7 @@ class _Builder:
         self.plan.steps.append(_Step(refs, [], out_ref, operation=(op, args, options)))
         return out_ref
 
-    def add_custom(self, factory, entry, refs, list_input, out_ref):
+    def add_custom(self, factory, entry, refs, list_input, out_ref, keywords):
         refs = [self.convert_layout(ref, (KERAS,)) for ref in refs]
         shapes = [self.tensors[ref][0] for ref in refs]
         with torch.device(self.device):  # the user's module is built for real, with its weights
@@ -378,9 +397,10 @@ class _Builder:
             raise TypeError(f"custom_layers factory for '{entry['config']['name']}' returned "
                             f"{type(module).__name__}, expected a torch.nn.Module")
         module.name = entry["config"]["name"]
-        self.tensors[out_ref] = (build_module(module, shapes if list_input else shapes[0]), KERAS)
-        self.plan.steps.append(_Step(refs, [module], out_ref, list_input, entry, custom=True))
-        return out_ref
+        self.add_outputs(out_ref, build_call(module, shapes, list_input, self.keyword_shapes(keywords, module)), KERAS)
+        step = _Step(refs, [module], out_ref, list_input, entry, custom=True)
+        self.plan.steps.append(step)
+        return step
 
     def placeholder(self, out_ref, shape):
         self.tensors[out_ref] = (shape, KERAS)
@@ -514,7 +534,8 @@ def _match_weights(plan, weights, where, problems, fitted):
 
 # --- the model ---------------------------------------------------------------------------
 def _assemble(plan, sequential, name=None):
-    single_chain = all(len(step.inputs) == 1 and not step.list_input and step.mask is None for step in plan.steps)
+    single_chain = all(len(step.inputs) == 1 and not step.list_input and not step.keywords and not step.options
+                       for step in plan.steps)
     if sequential and single_chain:
         shape, dtype = plan.inputs[0][1], plan.inputs[0][2]
         modules = [module for step in plan.steps for module in step.modules]
@@ -528,10 +549,13 @@ def _assemble(plan, sequential, name=None):
             tensors[step.output] = call_op(op, *_map_tensor_refs(lambda arg: tensors[arg.ref], args), **options)
             continue
         step.modules = [by_name.setdefault(module.name, module) for module in step.modules]
-        x = [tensors[ref] for ref in step.inputs] if step.list_input else tensors[step.inputs[0]]
-        for index, module in enumerate(step.modules):
-            x = call_module(module, (x,), {"mask": tensors[step.mask]} if step.mask and index == 0 else {})
-        tensors[step.output] = x
+        args = [tensors[ref] for ref in step.inputs]
+        keywords = map_structure(lambda ref: tensors[ref], step.keywords, leaf=str)
+        x = call_module(step.modules[0], (args,) if step.list_input else tuple(args), {**step.options, **keywords})
+        for module in step.modules[1:]:
+            x = call_module(module, (x,), {})
+        for index, output in enumerate(x if isinstance(x, (tuple, list)) else [x]):
+            tensors[output_ref(step.output, index)] = output
     outputs = [tensors[ref] for ref in plan.outputs]
     return Functional([tensors[ref] for ref, _, _ in plan.inputs], outputs[0] if len(outputs) == 1 else outputs,
                       name=name)

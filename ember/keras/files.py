@@ -30,6 +30,8 @@ HDF5_MEMORY_ALLOWANCE = 256 << 20
 HDF5_SECONDS = 10
 HDF5_BYTES_PER_SECOND = 16 << 20
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+SUBLAYER_ORDER = {name: rank for rank, name in enumerate(
+    ["forward_layer", "query_dense", "key_dense", "_gate_dense", "value_dense", "output_dense"])}
 
 
 @dataclass
@@ -185,9 +187,11 @@ def _vars_in(h5, group, depth, walk_layers=None):
     """The layer's own `vars/<i>` in index order, then those of its sub-objects (an RNN's `cell`);
     a nested model's `layers` group goes to `walk_layers(group, depth)`, which records them too."""
     arrays = []
-    # Groups are listed by name; Keras walks a Bidirectional's forward_layer before its backward_layer
-    # (the order legacy .h5 files list their arrays in, which the converters expect).
-    subgroups = sorted(h5.subgroups(group, depth), key=lambda entry: entry[0] != "forward_layer")
+    # Groups are listed by name; the converters expect the order of the layer's `weights` (the order
+    # legacy .h5 files list them in): a Bidirectional's forward_layer first, attention's projections in
+    # the order it builds them.
+    subgroups = sorted(h5.subgroups(group, depth),
+                       key=lambda entry: SUBLAYER_ORDER.get(entry[0], len(SUBLAYER_ORDER)))
     for key, child in subgroups:
         if key == "vars":
             index = 0

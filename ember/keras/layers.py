@@ -36,6 +36,7 @@ class KerasLayer:
     weights: object = None
     accepts: tuple = (KERAS,)
     weights_in_config: bool = False  # its state may come from the config alone (no arrays in the file)
+    call_options: tuple = ()  # true/false keyword arguments of a call in the graph its module takes
 
 
 def is_flat(layout):
@@ -524,9 +525,11 @@ for _alias, _name in {"Convolution2D": "Conv2D", "Convolution1D": "Conv1D", "Max
                       "GlobalMaxPool2D": "GlobalMaxPooling2D", "GlobalMaxPool1D": "GlobalMaxPooling1D"}.items():
     KERAS_LAYERS[_alias] = KERAS_LAYERS[_name]
 
-# Recurrent layers build on this module's helpers, so they register last.
+# Attention, recurrent layers and wrappers build on this module's helpers, so they register last.
+from ember.keras.attention import ATTENTION_LAYERS  # noqa: E402
 from ember.keras.recurrent import RECURRENT_LAYERS  # noqa: E402
 
+KERAS_LAYERS.update(ATTENTION_LAYERS)
 KERAS_LAYERS.update(RECURRENT_LAYERS)
 
 

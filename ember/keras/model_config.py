@@ -7,10 +7,9 @@ where in the config it was, what was expected and what came. Each layer's own op
 (units, kernel_size, ...) are interpreted by `ember.keras.layers`, under the check in
 `convert._Builder.add_layer`.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ember.saving import ModelFileError
-from ember.keras.layers import UnsupportedConfig
 
 UNKNOWN_DIM = 32  # stands in for a None (variable) size while shapes are inferred
 MAX_DIM = 2**31 - 1  # one axis of an input; sizes beyond are not a model's input, and overflow later products
@@ -26,6 +25,17 @@ def describe(value, limit=60) -> str:
     kinds = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
     text = repr(value)
     return f"{kinds.get(type(value), type(value).__name__)} {text if len(text) <= limit else text[:limit] + '...'}"
+
+
+@dataclass
+class NodeCall:
+    """One call of a layer in the graph: the refs of its tensor arguments (a list if `list_input`, else
+    positional), tensor keyword arguments by name (`mask`, attention's `attention_mask`, an RNN's
+    `initial_state` list) and the other keyword arguments (`use_causal_mask`, `training`) as written."""
+    refs: list
+    list_input: bool = False
+    keywords: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,33 +128,44 @@ class ConfigReader:
 
     # --- the graph of a functional model ---------------------------------------------------------
     def node_inputs(self, node, where):
-        """(input refs, whether the layer takes a list, the ref of the mask it is given or None) of one
-        inbound node, in either format. Keras 3 writes masks as tensors computed in the graph
-        (`not_equal(ids, 0)` for Embedding(mask_zero=True)), passed as `mask=`; tf.keras 2 leaves them
-        implicit, and ember's layers compute the same ones (ember/define/masking.py)."""
+        """The `NodeCall` of one inbound node of a layer, in either format. Keras 3 writes masks as
+        tensors computed in the graph (`not_equal(ids, 0)` for Embedding(mask_zero=True)), passed as
+        `mask=`; tf.keras 2 leaves them implicit, and ember's layers compute the same ones
+        (ember/define/masking.py)."""
         expected = "an inbound node naming its input tensors (Keras 3: {\"args\": [...]}, tf.keras 2: " \
                    "[[layer, node, tensor, kwargs], ...])"
-        mask_ref = None
         if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
             args = node.get("args", [])
             refs = [self.ref(self.tensor_history(t, where), where) for t in keras_tensors(args)]
             kwargs = self.expect(node.get("kwargs", {}), dict, f"{where}.kwargs", "a JSON object")
-            if keras_tensors({key: value for key, value in kwargs.items() if key != "mask"}):
-                raise UnsupportedConfig("tensor keyword arguments other than mask (initial_state...) in the graph")
-            mask = kwargs.get("mask")
-            if mask is not None:
-                if not (isinstance(mask, dict) and mask.get("class_name") == "__keras_tensor__"):
-                    self.fail(f"{where}.kwargs.mask", "one tensor", mask)
-                mask_ref = self.ref(self.tensor_history(mask, where), where)
             list_input = isinstance(args, list) and bool(args) and isinstance(args[0], list)
+            call = NodeCall(refs, list_input)
+            for key, value in kwargs.items():
+                tensors = keras_tensors(value)
+                if not tensors:
+                    call.options[key] = value
+                elif isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+                    call.keywords[key] = self.ref(self.tensor_history(value, where), where)
+                elif isinstance(value, list) and len(tensors) == len(value):
+                    call.keywords[key] = [self.ref(self.tensor_history(t, where), where) for t in tensors]
+                else:
+                    self.fail(f"{where}.kwargs.{key}", "one tensor, a list of tensors or a constant", value)
         elif isinstance(node, list):  # tf.keras 2: [[name, node, tensor, kwargs], ...]
-            refs = [self.ref(entry, where, counts_own_graph=True) for entry in node]
-            list_input = len(refs) > 1
+            call = NodeCall([self.ref(entry, where, counts_own_graph=True) for entry in node], len(node) > 1)
+            for entry in node:
+                kwargs = entry[3] if isinstance(entry, list) and len(entry) > 3 and isinstance(entry[3], dict) else {}
+                for key, value in kwargs.items():  # a tensor here is [layer, node, tensor]
+                    if _is_history(value):
+                        call.keywords[key] = self.ref(value, f"{where}.{key}", counts_own_graph=True)
+                    elif isinstance(value, list) and value and all(_is_history(v) for v in value):
+                        call.keywords[key] = [self.ref(v, f"{where}.{key}", counts_own_graph=True) for v in value]
+                    else:
+                        call.options[key] = value
         else:
             self.fail(where, expected, node)
-        if not refs:
+        if not call.refs:
             self.fail(where, expected, node)
-        return refs, list_input, mask_ref
+        return call
 
     def node_arguments(self, node, where):
         """(args, kwargs) of a Keras 3 operation's inbound node: tensors as TensorRef, Keras'
@@ -189,8 +210,9 @@ class ConfigReader:
         return [self.ref(entry, where, counts_own_graph=True) for entry in entries]
 
     def ref(self, history, where, counts_own_graph=False):
-        """'name:node' of a [layer name, node index, tensor index] reference; `counts_own_graph`:
-        the index counts a functional layer's own graph as node 0."""
+        """'name:node' (or 'name:node:tensor' past a call's first output) of a [layer name, node index,
+        tensor index] reference; `counts_own_graph`: the index counts a functional layer's own graph as
+        node 0."""
         expected = "[layer name, node index, tensor index]"
         if not isinstance(history, list) or len(history) < 3:
             self.fail(where, expected, history)
@@ -198,11 +220,19 @@ class ConfigReader:
         if not isinstance(name, str) or any(not isinstance(i, int) or isinstance(i, bool) or i < 0
                                             for i in (node_index, tensor_index)):
             self.fail(where, expected, history)
-        if tensor_index:
-            raise UnsupportedConfig(f"layer '{name}' with several outputs")
         if counts_own_graph and name in self.functional_layers and node_index:
             node_index -= 1
-        return f"{name}:{node_index}"
+        return output_ref(f"{name}:{node_index}", tensor_index)
+
+
+def output_ref(call_ref: str, index: int) -> str:
+    """The ref of output `index` of the call `call_ref` ('name:node'): the call's own ref for the first."""
+    return f"{call_ref}:{index}" if index else call_ref
+
+
+def _is_history(value) -> bool:
+    return isinstance(value, list) and len(value) in (3, 4) and isinstance(value[0], str) \
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in value[1:3])
 
 
 def keras_tensors(value):

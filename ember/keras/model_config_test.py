@@ -102,14 +102,15 @@ def test_wrong_types_in_a_functional_graph(tmp_path, path, value, message):
     assert message in str(raised.value)
 
 
-def test_several_outputs_and_tensor_keyword_arguments_are_unsupported(tmp_path):
-    with pytest.raises(UnsupportedKerasLayersError, match="layer 'input_layer' with several outputs"):
+def test_outputs_no_layer_makes_and_tensor_arguments_a_module_does_not_take_are_refused(tmp_path):
+    with pytest.raises(ModelFileError, match=r"wait for tensors no layer produces .*'input_layer:0:1'"):
         _load(tmp_path, _with(functional_dense_config(), NODE + ("args", 0, "config", "keras_history"),
                               ["input_layer", 0, 1]))
-    with pytest.raises(UnsupportedKerasLayersError, match="tensor keyword arguments other than mask"):
+    with pytest.raises(UnsupportedKerasLayersError, match="'dense' .Dense. is given the tensor argument "
+                                                          "initial_state=, which its ember module Dense does not take"):
         _load(tmp_path, _with(functional_dense_config(), NODE + ("kwargs",), {"initial_state": NODE_TENSOR}))
-    with pytest.raises(UnsupportedKerasLayersError, match="'dense' .Dense. is given a mask, which its ember module "
-                                                          "Dense does not take"):
+    with pytest.raises(UnsupportedKerasLayersError, match="'dense' .Dense. is given the tensor argument mask=, "
+                                                          "which its ember module Dense does not take"):
         _load(tmp_path, _with(functional_dense_config(), NODE + ("kwargs",), {"mask": NODE_TENSOR}))
 
 

@@ -33,10 +33,11 @@ KERAS_OPERATIONS = {
         "Power": "power", "Negative": "negative", "Absolute": "absolute", "Exp": "exp", "Log": "log",
         "Sqrt": "sqrt", "Square": "square", "Tanh": "tanh", "Sigmoid": "sigmoid", "Relu": "relu", "Relu6": "relu6",
         "Silu": "silu", "HardSigmoid": "hard_sigmoid", "HardSilu": "hard_silu", "Maximum": "maximum",
-        "Minimum": "minimum", "NotEqual": "not_equal"}.items()},
+        "Minimum": "minimum", "NotEqual": "not_equal", "LogicalAnd": "logical_and", "LogicalOr": "logical_or",
+        "LogicalNot": "logical_not"}.items()},
     "LeakyRelu": _elementwise("leaky_relu", (("negative_slope", "negative_slope"),)),
     "Gelu": _elementwise("gelu", (("approximate", "approximate"),)),
-    "Any": _reduction("any"), "Mean": _reduction("mean"), "Sum": _reduction("sum"), "Max": _reduction("max"), "Min": _reduction("min"),
+    **{name: _reduction(name.lower()) for name in ("Any", "All", "Mean", "Sum", "Max", "Min")},
     "Matmul": KerasOperation("matmul"),
     "Reshape": KerasOperation("reshape", (("newshape", "new_shape"),)),
     "Transpose": KerasOperation("transpose", (("axes", "axes"),)),
@@ -46,6 +47,9 @@ KERAS_OPERATIONS = {
     "Concatenate": KerasOperation("concatenate", (("axis", "axis"),)),
     "Stack": KerasOperation("stack", (("axis", "axis"),)),
     "Cast": KerasOperation("cast", (("dtype", "dtype"),)),
+    # Keras writes the masks of merge layers with these (`logical_or(expand_dims(mask), zeros_like(x))`).
+    "ZerosLike": KerasOperation("zeros_like", (("dtype", "dtype"),)),
+    "OnesLike": KerasOperation("ones_like", (("dtype", "dtype"),)),
     "GetItem": KerasOperation("getitem"),
 }
 
@@ -72,8 +76,9 @@ def operation_call(class_name, config, args):
         options["approximate"] = "tanh" if options.get("approximate", True) else "none"
     if class_name in ("Max", "Min") and config.get("initial") is not None:
         raise UnsupportedConfig(f"{class_name} with initial={config['initial']!r}")
-    if class_name == "Cast" and options.get("dtype") not in DTYPES:
-        raise UnsupportedConfig(f"Cast to dtype {options.get('dtype')!r}")
+    if class_name == "Cast" and options.get("dtype") not in DTYPES \
+            or class_name in ("ZerosLike", "OnesLike") and options.get("dtype") not in DTYPES + (None,):
+        raise UnsupportedConfig(f"{class_name} to dtype {options.get('dtype')!r}")
     if class_name == "GetItem" and len(args) == 2 and isinstance(args[1], list):
         args = [args[0], tuple(args[1])]  # Keras writes x[a, b]'s key as a list; Python indexes with a tuple
     return spec.op, args, options

@@ -1,14 +1,16 @@
-"""Keras' recurrent layers in ember: SimpleRNN, LSTM, GRU and Bidirectional around one of them.
+"""Keras' recurrent layers in ember: SimpleRNN, LSTM, GRU, Bidirectional around one of them, and
+TimeDistributed around any layer ember converts.
 
 Keras keeps a cell's kernel (features, gates * units), recurrent kernel (units, gates * units)
 and bias; torch's layout is the transposed matrices, with LSTM's gates in the same order and
 GRU's reordered (Keras z, r, h -> torch r, z, n). A Bidirectional's arrays are its forward
-layer's, then its backward layer's. Registered into `KERAS_LAYERS` by layers.py.
+layer's, then its backward layer's; a TimeDistributed's are its inner layer's. Registered into
+`KERAS_LAYERS` by layers.py.
 """
 import numpy as np
 
 from ember.define import layers as L
-from ember.keras.layers import KERAS, KerasLayer, UnsupportedConfig, activation_name
+from ember.keras.layers import KERAS, KERAS_LAYERS, KerasLayer, UnsupportedConfig, activation_name
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")  # None (two outputs) is not a tensor ember's graph refs can name
 
@@ -104,7 +106,40 @@ def _bidirectional_weights(arrays, config, layout, shape):
     return out
 
 
+def _inner(config):
+    """(class name, config, KerasLayer) of the layer a TimeDistributed wraps."""
+    entry = config.get("layer")
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict) \
+            or not isinstance(entry["config"].get("name", ""), str):
+        raise ValueError(f"TimeDistributed's layer must be a layer's {{class_name, config}}, got {entry!r:.100}")
+    class_name = entry.get("class_name")
+    if class_name not in KERAS_LAYERS:
+        raise UnsupportedConfig(f"TimeDistributed around {class_name!r}")
+    return class_name, {"name": f"{config['name']}_layer", **entry["config"]}, KERAS_LAYERS[class_name]
+
+
+def _build_time_distributed(config, layout, shape, keras2=False):
+    class_name, inner_config, spec = _inner(config)
+    if len(shape) < 2:
+        raise ValueError(f"TimeDistributed takes (batch, steps, ...) inputs, got {('batch', *shape)}")
+    modules, inner_layout = spec.build(inner_config, KERAS, tuple(shape[1:]), keras2=keras2)
+    if inner_layout != KERAS:
+        raise UnsupportedConfig(f"TimeDistributed around a {class_name} that changes the layout")
+    # Each module of the inner layer applied per step: the first holds the weights, as for any layer.
+    return [L.TimeDistributed(module, name=config["name"] if index == 0 else f"{config['name']}_{index}")
+            for index, module in enumerate(modules)], KERAS
+
+
+def _time_distributed_weights(arrays, config, layout, shape):
+    class_name, inner_config, spec = _inner(config)
+    if spec.weights is None:
+        return {}
+    step_shape = None if shape is None else tuple(shape[1:])  # None: load_keras_weights, which knows no shapes
+    return {f"layer.{key}": value for key, value in spec.weights(arrays, inner_config, KERAS, step_shape).items()}
+
+
 RECURRENT_LAYERS = {
     **{name: KerasLayer(_build_recurrent(cls), weights) for name, (cls, weights) in _CELLS.items()},
     "Bidirectional": KerasLayer(_build_bidirectional, _bidirectional_weights),
+    "TimeDistributed": KerasLayer(_build_time_distributed, _time_distributed_weights),
 }

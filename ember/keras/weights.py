@@ -131,12 +131,23 @@ def _keras_class(module):
 def _copy(module, layout, arrays):
     if isinstance(module, L.Normalization):
         return _copy_statistics(module, arrays)
-    config = {"scale": getattr(module, "scale", True), "center": getattr(module, "center", True),
-              "reset_after": getattr(module, "reset_after", True)}
-    converted, problem = convert_weights(_keras_class(module), arrays, module, config, layout, None)
+    converted, problem = convert_weights(_keras_class(module), arrays, module, _weights_config(module), layout, None)
     if converted:
         copy_weights(module, converted)
     return problem
+
+
+def _weights_config(module):
+    """The options of a Keras config the weight converters read, from the ember layer."""
+    config = {"name": getattr(module, "name", None) or "", "scale": getattr(module, "scale", True),
+              "center": getattr(module, "center", True), "reset_after": getattr(module, "reset_after", True),
+              "use_bias": getattr(module, "use_bias", True), "use_gate": getattr(module, "use_gate", False)}
+    inner = {"layer": module.forward_layer, "backward_layer": module.backward_layer} \
+        if isinstance(module, L.Bidirectional) else {"layer": module.layer} if isinstance(module, L.TimeDistributed) \
+        else {}
+    for key, layer in inner.items():
+        config[key] = {"class_name": _keras_class(layer), "config": _weights_config(layer)}
+    return config
 
 
 def _copy_statistics(module, arrays):

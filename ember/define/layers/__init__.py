@@ -1,4 +1,5 @@
 """Keras-style layers for `ember.Sequential` (and for any torch module)."""
+from ember.define.layers.attention import MultiHeadAttention
 from ember.define.layers.augmentation import (RandomBrightness, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
                                               RandomTranslation, RandomZoom)
 from ember.define.layers.base import ImageLayer, Layer
@@ -22,6 +23,7 @@ from ember.define.layers.preprocessing import Normalization, Rescaling
 from ember.define.layers.recurrent import GRU, LSTM, SimpleRNN
 from ember.define.layers.reshaping import Permute
 from ember.define.layers.resizing import CenterCrop, Resizing
+from ember.define.layers.time_distributed import TimeDistributed
 from ember.define.layers.transposed import Conv1DTranspose, Conv2DTranspose
 from ember.define.layers.upsampling import UpSampling1D, UpSampling2D
 from ember.define.symbolic import Input

@@ -16,6 +16,9 @@ from ember.errors import ShapeError
 
 class Layer(nn.Module):
     supports_masking = False  # True: the output keeps the input's steps, so it keeps their mask (masking.py)
+    # A layer called on several tensors (attention's query, value, key) sets a function of the call's
+    # arguments giving the shape it is built for; others are built for their first argument's shape.
+    call_input_shape = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -56,7 +59,9 @@ class Layer(nn.Module):
     def __call__(self, x, *args, **kwargs):
         if holds_symbolic(x):  # defining a functional model: record the call, infer shapes
             return call_module(self, (x, *args), kwargs)
-        if not self.built and isinstance(x, torch.Tensor):
+        if not self.built and self.call_input_shape is not None:
+            self.build_for(self.call_input_shape(x, *args, **kwargs))
+        elif not self.built and isinstance(x, torch.Tensor):
             self.build_for(tuple(x.shape[1:]))
         return super().__call__(x, *args, **kwargs)
 

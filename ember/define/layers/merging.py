@@ -4,11 +4,16 @@ Called like Keras' with a list of tensors: `Add()([a, b])`. They hold no paramet
 elementwise ones broadcast as Keras' do: shapes without the batch axis line up from the last
 axis, a shorter one gains axes of size 1 after the batch axis, and sizes must be equal or 1
 (EfficientNet's squeeze-and-excitation multiplies (N, H, W, C) by (N, 1, 1, C)).
+
+Masks merge as in Keras: the elementwise layers keep a step real where any input's step is (no
+mask when one input has none); Concatenate joins its inputs' masks along its axis (an input
+without one counts as all real). They are computed with `ember.ops`, so a functional model records them.
 """
 import functools
 
 import torch
 
+from ember.define import ops
 from ember.define.layers.base import Layer
 
 
@@ -43,6 +48,11 @@ class _Merge(Layer):
 
     def compute_output_shape(self, input_shapes):
         return self.broadcast_shape(input_shapes)
+
+    def compute_mask(self, inputs, mask):
+        if mask is None or any(m is None for m in mask):
+            return None
+        return functools.reduce(ops.logical_or, mask)
 
 
 class Add(_Merge):
@@ -109,6 +119,16 @@ class Concatenate(_Merge):
         if any(x.dim() != rank for x in inputs) or any(o != others[0] for o in others):
             raise self.shape_error(f"tensors equal in every axis but {self.axis}", [tuple(x.shape) for x in inputs])
         return torch.cat(list(inputs), dim=axis)
+
+    def compute_mask(self, inputs, mask):
+        if mask is None or all(m is None for m in mask):
+            return None
+        # Each mask broadcast to its input's shape (all real where there is none), joined, then real
+        # where any feature is: Keras' own steps, recorded as they run.
+        full = [ops.ones_like(x, dtype="bool") if m is None
+                else ops.logical_or(ops.expand_dims(m, -1), ops.zeros_like(x, dtype="bool")) if m.ndim < x.ndim else m
+                for x, m in zip(inputs, mask)]
+        return ops.any(ops.concatenate(full, axis=self.axis), axis=-1)
 
     def compute_output_shape(self, input_shapes):
         rank = len(input_shapes[0]) + 1

@@ -41,8 +41,18 @@ def features():
     return keras.Model(steps, layers.Dense(3, activation="softmax")(x))
 
 
+def attention():
+    # Self-attention over padded tokens: the Embedding's mask reaches attention as its query and value
+    # masks (Keras passes them implicitly), merge layers keep it, the pooling uses it.
+    tokens = keras.Input((None,), dtype="int32")
+    x = layers.Embedding(50, 8, mask_zero=True)(tokens)
+    x = layers.LayerNormalization()(layers.Add()([x, layers.MultiHeadAttention(2, 4)(x, x)]))
+    x = layers.Concatenate()([x, layers.Dense(4, activation="relu")(x)])
+    return keras.Model(tokens, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
+
+
 MODELS = {"masked_bidirectional": (bidirectional, "tokens"), "masked_pooling": (pooling, "tokens"),
-          "masked_features": (features, "features")}
+          "masked_features": (features, "features"), "masked_attention": (attention, "tokens")}
 
 
 def padded(rng, kind, rows):

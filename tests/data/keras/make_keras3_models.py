@@ -163,12 +163,32 @@ def sequence():
     return keras.Model(steps, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
 
 
+def video():
+    # A layer per frame (TimeDistributed), then a recurrent layer over the frames.
+    frames = keras.Input((4, 8, 8, 3))
+    x = layers.TimeDistributed(layers.Conv2D(4, 3, activation="relu"))(frames)
+    x = layers.TimeDistributed(layers.MaxPooling2D())(x)
+    x = layers.TimeDistributed(layers.Flatten())(x)
+    return keras.Model(frames, layers.Dense(3, activation="softmax")(layers.LSTM(6)(x)))
+
+
+def attention():
+    # A transformer block: causal self-attention with a residual merge, then attention with its own
+    # value size, output size and gate.
+    steps = keras.Input((10, 6))
+    x = layers.Dense(8)(steps)
+    x = layers.LayerNormalization()(layers.Add()([x, layers.MultiHeadAttention(2, 4)(x, x, use_causal_mask=True)]))
+    x = layers.MultiHeadAttention(3, 2, value_dim=5, output_shape=7, use_gate=True)(x, steps)
+    return keras.Model(steps, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
+
+
 MODELS = {"seed_convnet": (seed_convnet, (28, 28, 1), 10), "resnet_block": (resnet_block, (16, 16, 3), 5),
           "separable": (separable, (15, 15, 3), 4), "text": (text, "tokens", 3),
           "operations": (operations, (8, 8, 3), 5), "custom": (custom, (6,), 3),
           "nested": (nested, (8, 8, 3), 5),
           "resampling": (resampling, (9, 10, 3), 3), "decoder": (decoder, (5, 6, 4), 3),
-          "sequence": (sequence, (12, 4), 3)}
+          "sequence": (sequence, (12, 4), 3), "video": (video, (4, 8, 8, 3), 3),
+          "attention": (attention, (10, 6), 3)}
 
 
 def main(out):
