@@ -18,6 +18,7 @@ import glob
 import math
 import multiprocessing
 import os
+import signal
 
 import numpy as np
 import torch
@@ -148,7 +149,7 @@ class ImageStream:
 
     def _decoded(self, raw_batches):
         """(uint8 images, int64 labels or None) per raw batch, decoded `workers` batches ahead, in order."""
-        pool = None if self.workers == 0 else multiprocessing.get_context("fork").Pool(self.workers)
+        pool = None if self.workers == 0 else _decode_pool(self.workers)
         pending = collections.deque()
         try:
             for raw in raw_batches:
@@ -167,6 +168,24 @@ class ImageStream:
         report_decode_errors(errors, self.on_error, stacklevel=5)
         if len(images):
             yield images, None if self.label_key is None else np.asarray(labels, np.int64)
+
+
+def _decode_pool(workers):
+    """A fork pool whose workers end on SIGTERM (what `terminate()` sends) whatever handler the training
+    process has (fit's preemption handler). A Python handler in a just-forked child can lose a SIGTERM:
+    Python drops the signals pending at fork, so a stream closed right after it started could wait forever
+    on a worker that never ends. The workers are forked with SIGTERM blocked and restore its default action
+    before they unblock it: one sent meanwhile is held, then ends them."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        return multiprocessing.get_context("fork").Pool(workers, initializer=_default_sigterm, initargs=(mask,))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _default_sigterm(mask):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 class _Done:

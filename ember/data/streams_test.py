@@ -110,3 +110,29 @@ def test_bad_sources_and_arguments_say_what_was_expected(shards, tmp_path):
         image_stream(shards, image_key="png")
     with pytest.raises(ValueError, match="shuffle_buffer must be a positive integer"):
         image_stream(shards, shuffle_buffer=0)
+
+
+def test_decode_workers_end_on_terminate_right_after_they_start_under_a_python_sigterm_handler():
+    """fit's preemption handler is a Python one, which a just-forked worker inherits: a SIGTERM from
+    `terminate()` at once must still end the worker (Python drops signals pending at fork)."""
+    import multiprocessing
+    import signal
+
+    from ember.data.streams import _decode_pool
+
+    def timed_out(signum, frame):
+        raise TimeoutError("a decode worker did not end on terminate()")
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    previous_alarm = signal.signal(signal.SIGALRM, timed_out)
+    signal.alarm(60)
+    try:
+        for _ in range(40):
+            pool = _decode_pool(2)
+            pool.terminate()
+            pool.join()
+        assert not multiprocessing.active_children()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous_alarm)
+        signal.signal(signal.SIGTERM, previous)
