@@ -221,7 +221,8 @@ def masked_keras_models(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["masked_bidirectional", "masked_pooling", "masked_features", "masked_attention"])
+@pytest.mark.parametrize("name", ["masked_bidirectional", "masked_pooling", "masked_features", "masked_attention",
+                                  "masked_states"])
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
 def test_masked_text_models_match_keras_and_ignore_padding(masked_keras_models, no_keras, name, extension):
     """Embedding(mask_zero=True) or Masking, then Bidirectional / LSTM / GRU / SimpleRNN and pooling, on a
@@ -236,3 +237,14 @@ def test_masked_text_models_match_keras_and_ignore_padding(masked_keras_models, 
     for row, length in enumerate((x != 0).sum(1)):
         alone = _run(model, np.ascontiguousarray(x[row:row + 1, :length]))
         assert np.abs(alone[0] - got[row]).max() <= 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_an_encoder_hands_its_states_to_a_decoder_as_in_keras(masked_keras_models, no_keras, extension):
+    """LSTM(return_state=True) and LSTM(...)(x, initial_state=[h, c]): several outputs per call, state inputs."""
+    inputs = np.load(masked_keras_models / "seq2seq_inputs.npz")
+    model = ember.from_keras(masked_keras_models / f"seq2seq{extension}").eval()
+    with torch.no_grad():
+        got = model([torch.from_numpy(inputs["encoder"]), torch.from_numpy(inputs["decoder"])]).numpy()
+    assert np.abs(got - np.load(masked_keras_models / "seq2seq_predictions.npy")).max() <= 1e-5

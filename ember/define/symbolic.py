@@ -114,7 +114,10 @@ def call_module(module, args: tuple, kwargs: dict):
     carried = getattr(first, "mask", None)
     if isinstance(first, (list, tuple)) and any(getattr(t, "mask", None) is not None for t in first):
         carried = [getattr(t, "mask", None) for t in first]  # a merge layer's: one per input
-    if carried is not None and "mask" not in kwargs and takes_mask(module):
+    # Keras' rule: a call on one tensor argument gets its mask as `mask=`; a call on several (an RNN's
+    # initial_state, attention's value) gets `<argument>_mask=` where the layer has one, and no `mask=`.
+    one_argument = sum(bool(flatten(value)) for value in (*args, *kwargs.values())) == 1
+    if carried is not None and "mask" not in kwargs and takes_mask(module) and one_argument:
         kwargs = {**kwargs, "mask": carried}
     kwargs = with_argument_masks(module, args, kwargs)
     shapes = module.call_input_shape(*args, **kwargs) if getattr(module, "call_input_shape", None) \

@@ -12,17 +12,18 @@ import numpy as np
 from ember.define import layers as L
 from ember.keras.layers import KERAS, KERAS_LAYERS, KerasLayer, UnsupportedConfig, activation_name
 
-MERGE_MODES = ("concat", "sum", "mul", "ave")  # None (two outputs) is not a tensor ember's graph refs can name
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)  # None: the two directions' outputs, as two tensors
 
 
 def _recurrent_layer(cls, config, keras2):
-    for option in ("return_state", "stateful", "time_major"):
+    for option in ("stateful", "time_major"):
         if config.get(option):
             raise UnsupportedConfig(f"{option}=True")
     kwargs = dict(activation=activation_name(config.get("activation", "tanh"), keras2),
                   use_bias=config.get("use_bias", True), return_sequences=config.get("return_sequences", False),
                   go_backwards=config.get("go_backwards", False), dropout=config.get("dropout", 0.0),
                   recurrent_dropout=config.get("recurrent_dropout", 0.0),
+                  return_state=bool(config.get("return_state", False)),
                   zero_output_for_mask=config.get("zero_output_for_mask", False), name=config["name"])
     if cls is not L.SimpleRNN:
         kwargs["recurrent_activation"] = activation_name(config.get("recurrent_activation", "sigmoid"), keras2)

@@ -5,6 +5,8 @@ given), it reads the steps last to first, and with `return_sequences` its output
 back so step t of both lines up. Under a mask, both skip the padded steps (the backward layer
 starts at each row's last real step: trailing padding comes first for it and leaves its state
 at zero), and with `return_sequences` both output zeros there (Keras sets `zero_output_for_mask`).
+With `return_state` (the wrapped layer's) the outputs are followed by the forward layer's states,
+then the backward layer's; `initial_state` takes them in the same order.
 """
 import torch
 
@@ -40,6 +42,9 @@ class Bidirectional(Layer):
             raise ValueError("Bidirectional's forward and backward layers must differ in go_backwards, both have "
                              f"go_backwards={self.forward_layer.go_backwards}")
         self.return_sequences = self.forward_layer.return_sequences
+        self.return_state = self.forward_layer.return_state
+        if self.backward_layer.return_state != self.return_state:
+            raise ValueError("Bidirectional's forward and backward layers must agree on return_state")
         for line in (self.forward_layer, self.backward_layer):
             line.zero_output_for_mask = line.return_sequences
 
@@ -51,28 +56,50 @@ class Bidirectional(Layer):
         self.backward_layer.build_for(input_shape)
 
     def compute_output_shape(self, input_shape):
-        shape = self.forward_layer.compute_output_shape(input_shape)
-        backward = self.backward_layer.compute_output_shape(input_shape)
+        shape, *forward_states = _outputs(self.forward_layer.compute_output_shape(input_shape), self.return_state)
+        backward, *backward_states = _outputs(self.backward_layer.compute_output_shape(input_shape),
+                                              self.return_state)
         if self.merge_mode is None:
-            return shape, backward
-        return shape[:-1] + (shape[-1] + backward[-1],) if self.merge_mode == "concat" else shape
+            outputs = (shape, backward)
+        else:
+            outputs = (shape[:-1] + (shape[-1] + backward[-1],) if self.merge_mode == "concat" else shape,)
+        outputs += tuple(forward_states) + tuple(backward_states)
+        return outputs if len(outputs) > 1 else outputs[0]
 
     def compute_mask(self, inputs, mask):
-        if not self.return_sequences:
-            return (None, None) if self.merge_mode is None else None
-        return (mask, mask) if self.merge_mode is None else mask
+        output_mask = mask if self.return_sequences else None
+        masks = [output_mask] * (2 if self.merge_mode is None else 1)
+        masks += [None] * (self.forward_layer.state_count + self.backward_layer.state_count) * self.return_state
+        return masks if len(masks) > 1 else masks[0]
 
-    def forward(self, x, mask=None):
-        y = self.forward_layer(x, mask=mask)
-        y_rev = self.backward_layer(x, mask=mask)
+    def forward(self, x, mask=None, initial_state=None):
+        forward_state = backward_state = None
+        if initial_state is not None:
+            count = self.forward_layer.state_count
+            if len(initial_state) != count + self.backward_layer.state_count:
+                raise self.shape_error(f"initial_state: {count} forward then {count} backward state tensors",
+                                       f"{len(initial_state)} tensors")
+            forward_state, backward_state = list(initial_state[:count]), list(initial_state[count:])
+        y, *forward_states = _outputs(self.forward_layer(x, mask=mask, initial_state=forward_state),
+                                      self.return_state)
+        y_rev, *backward_states = _outputs(self.backward_layer(x, mask=mask, initial_state=backward_state),
+                                           self.return_state)
         if self.return_sequences:
             y_rev = y_rev.flip(1)
-        return MERGE_MODES[self.merge_mode](y, y_rev)
+        merged = MERGE_MODES[self.merge_mode](y, y_rev)
+        if not self.return_state:
+            return merged
+        return [*(merged if self.merge_mode is None else (merged,)), *forward_states, *backward_states]
 
     def get_config(self):
         config = super().get_config()
         config.update(layer=_describe(self.forward_layer), backward_layer=_describe(self.backward_layer))
         return config
+
+
+def _outputs(value, return_state):
+    """A recurrent layer's output (or output shape) as a list: [output, *states]."""
+    return list(value) if return_state else [value]
 
 
 def _recurrent_layer(value, argument):

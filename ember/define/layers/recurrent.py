@@ -8,9 +8,13 @@ default that applies the reset gate before the recurrent matmul, a mask, SimpleR
 step loop with the same parameters.
 
 A mask (batch, steps), True for real steps, works as in Keras' RNN loop: a masked step keeps
-the previous state and outputs the previous output (zeros with `zero_output_for_mask`, which
-Bidirectional sets when it returns sequences), so padding changes nothing of what the real
-steps compute. With `return_sequences` the output keeps the mask (masking.py).
+the previous state and outputs the previous output (zeros before the first real step, and always
+with `zero_output_for_mask`, which Bidirectional sets when it returns sequences), so padding
+changes nothing of what the real steps compute. With `return_sequences` the output keeps the mask (masking.py).
+
+As in Keras, `initial_state=[h]` (LSTM: `[h, c]`, each (batch, units)) starts the recurrence from
+given states instead of zeros, and `return_state=True` returns `[output, h]` (LSTM: `[output, h, c]`),
+the states after the last real step: a sequence-to-sequence encoder hands them to its decoder.
 """
 import math
 
@@ -28,8 +32,8 @@ class _Recurrent(Layer):
     fused_ok = True
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 return_sequences=False, go_backwards=False, dropout=0.0, recurrent_dropout=0.0, *,
-                 zero_output_for_mask=False, input_shape=None, name=None):
+                 return_sequences=False, go_backwards=False, dropout=0.0, recurrent_dropout=0.0,
+                 return_state=False, *, zero_output_for_mask=False, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
         self.units = int(units)
         self.activation_name, self.recurrent_activation_name = activation, recurrent_activation
@@ -37,7 +41,7 @@ class _Recurrent(Layer):
         self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias, self.return_sequences, self.go_backwards = use_bias, return_sequences, go_backwards
         self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
-        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.zero_output_for_mask, self.return_state = bool(zero_output_for_mask), bool(return_state)
 
     def check_input_shape(self, input_shape):
         if len(input_shape) != 2:
@@ -52,13 +56,19 @@ class _Recurrent(Layer):
         self.bias_ih = nn.Parameter(torch.zeros(size)) if self.use_bias else None
         self.bias_hh = nn.Parameter(torch.zeros(size)) if self.use_bias and self.has_recurrent_bias else None
 
+    @property
+    def state_count(self) -> int:
+        return 2 if self.gates == 4 else 1  # LSTM: h and c
+
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        output = (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        return (output,) + ((self.units,),) * self.state_count if self.return_state else output
 
     def compute_mask(self, inputs, mask):
-        return mask if self.return_sequences else None
+        output_mask = mask if self.return_sequences else None
+        return [output_mask] + [None] * self.state_count if self.return_state else output_mask
 
-    def forward(self, x, mask=None):
+    def forward(self, x, mask=None, initial_state=None):
         if x.dim() != 3 or x.shape[-1] != self.in_features:
             raise self.shape_error(("batch", "steps", self.in_features), tuple(x.shape))
         if mask is not None:
@@ -73,33 +83,43 @@ class _Recurrent(Layer):
             # Keras drops the same input features at every step.
             keep = 1.0 - self.dropout
             x = x * torch.bernoulli(x.new_full((x.shape[0], 1, x.shape[2]), keep)) / keep
-        h0 = x.new_zeros(x.shape[0], self.units)
+        state = self._initial_state(x, initial_state)
         fused = (self.activation_name == "tanh" and self.recurrent_activation_name == "sigmoid" and mask is None
                  and self.fused_ok and not (self.training and self.recurrent_dropout))
-        sequence = self.run_fused(x, h0) if fused else self.run_loop(x, h0, mask)
-        return sequence if self.return_sequences else sequence[:, -1]
+        sequence, state = self.run_fused(x, state) if fused else self.run_loop(x, state, mask)
+        output = sequence if self.return_sequences else sequence[:, -1]
+        return [output, *state] if self.return_state else output
+
+    def _initial_state(self, x, given):
+        """The state the recurrence starts from: zeros, or `initial_state`'s tensors, checked."""
+        if given is None:
+            return (x.new_zeros(x.shape[0], self.units),) * self.state_count
+        given = tuple(given) if isinstance(given, (list, tuple)) else (given,)
+        expected = (x.shape[0], self.units)
+        if len(given) != self.state_count or any(tuple(t.shape) != expected for t in given):
+            raise self.shape_error(f"initial_state: {self.state_count} tensor(s) of shape {expected}",
+                                   f"initial_state: {[tuple(t.shape) for t in given]}")
+        return tuple(t.to(x.dtype) for t in given)
 
     def _params(self):
         return [p for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh) if p is not None]
 
-    def run_loop(self, x, h0, mask):
-        """One step at a time; the state is a tuple whose first item is the output (h)."""
-        dropped = self._recurrent_dropout(h0)
+    def run_loop(self, x, state, mask):
+        """One step at a time: (outputs, final state); the state is a tuple whose first item is the output (h)."""
+        dropped = self._recurrent_dropout(state[0])
         inputs = F.linear(x, self.weight_ih, self.bias_ih)
-        state, outputs = self.initial_state(h0), []
+        outputs, output = [], torch.zeros_like(state[0])  # Keras' output before the first step: zeros
         for t in range(x.shape[1]):
             new = self.step(inputs[:, t], state[0] if dropped is None else state[0] * dropped, state)
-            output = new[0]
             if mask is not None:
                 real = mask[:, t, None]
+                output = torch.where(real, new[0], 0.0 if self.zero_output_for_mask else output)
                 new = tuple(torch.where(real, value, old) for value, old in zip(new, state))
-                output = torch.where(real, output, 0.0) if self.zero_output_for_mask else new[0]
+            else:
+                output = new[0]
             state = new
             outputs.append(output)
-        return torch.stack(outputs, dim=1)
-
-    def initial_state(self, h0):
-        return (h0,)
+        return torch.stack(outputs, dim=1), state
 
     def _recurrent_dropout(self, h):
         if not (self.training and self.recurrent_dropout):
@@ -115,10 +135,11 @@ class SimpleRNN(_Recurrent):
     has_recurrent_bias = fused_ok = False
 
     def __init__(self, units, activation="tanh", use_bias=True, return_sequences=False, go_backwards=False,
-                 dropout=0.0, recurrent_dropout=0.0, *, zero_output_for_mask=False, input_shape=None, name=None):
+                 dropout=0.0, recurrent_dropout=0.0, return_state=False, *, zero_output_for_mask=False,
+                 input_shape=None, name=None):
         super().__init__(units, activation, None, use_bias, return_sequences, go_backwards, dropout,
-                         recurrent_dropout, zero_output_for_mask=zero_output_for_mask, input_shape=input_shape,
-                         name=name)
+                         recurrent_dropout, return_state, zero_output_for_mask=zero_output_for_mask,
+                         input_shape=input_shape, name=name)
 
     def step(self, inputs, hidden, state):
         return (self.activation(inputs + F.linear(hidden, self.weight_hh)),)
@@ -127,13 +148,10 @@ class SimpleRNN(_Recurrent):
 class LSTM(_Recurrent):
     gates = 4
 
-    def run_fused(self, x, h0):
-        output, _, _ = torch.lstm(x, (h0[None], h0[None]), self._params(), self.use_bias, 1, 0.0,
+    def run_fused(self, x, state):
+        output, h, c = torch.lstm(x, (state[0][None], state[1][None]), self._params(), self.use_bias, 1, 0.0,
                                   self.training, False, True)
-        return output
-
-    def initial_state(self, h0):
-        return h0, h0  # h, c
+        return output, (h[0], c[0])
 
     def step(self, inputs, hidden, state):
         i, f, g, o = (inputs + F.linear(hidden, self.weight_hh, self.bias_hh)).chunk(4, dim=-1)
@@ -146,16 +164,16 @@ class GRU(_Recurrent):
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  return_sequences=False, go_backwards=False, dropout=0.0, recurrent_dropout=0.0,
-                 reset_after=True, *, zero_output_for_mask=False, input_shape=None, name=None):
+                 reset_after=True, return_state=False, *, zero_output_for_mask=False, input_shape=None, name=None):
         super().__init__(units, activation, recurrent_activation, use_bias, return_sequences, go_backwards,
-                         dropout, recurrent_dropout, zero_output_for_mask=zero_output_for_mask,
+                         dropout, recurrent_dropout, return_state, zero_output_for_mask=zero_output_for_mask,
                          input_shape=input_shape, name=name)
         self.reset_after = bool(reset_after)
         self.has_recurrent_bias = self.fused_ok = self.reset_after
 
-    def run_fused(self, x, h0):
-        output, _ = torch.gru(x, h0[None], self._params(), self.use_bias, 1, 0.0, self.training, False, True)
-        return output
+    def run_fused(self, x, state):
+        output, h = torch.gru(x, state[0][None], self._params(), self.use_bias, 1, 0.0, self.training, False, True)
+        return output, (h[0],)
 
     def step(self, inputs, hidden, state):
         x_r, x_z, x_n = inputs.chunk(3, dim=-1)

@@ -41,7 +41,7 @@ def _keras_output(keras_layer, x, mask):
 def _ember_output(layer, x, mask):
     with torch.no_grad():
         out = layer(torch.from_numpy(x), mask=torch.from_numpy(mask))
-    return [o.numpy() for o in out] if isinstance(out, tuple) else out.numpy()
+    return [o.numpy() for o in out] if isinstance(out, (tuple, list)) else out.numpy()
 
 
 @pytest.mark.parametrize("class_name", ["SimpleRNN", "LSTM", "GRU"])
@@ -63,6 +63,34 @@ def test_bidirectional_matches_keras_under_a_mask(merge_mode, return_sequences):
     keras_layer.merge_mode = layer.merge_mode = merge_mode  # both read it as they run
     expected = _keras_output(keras_layer, STEPS, MASK)
     np.testing.assert_allclose(_ember_output(layer, STEPS, MASK), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("class_name", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_given_initial_states_and_returned_states_match_keras(class_name, go_backwards):
+    keras_layer, layer = _keras_and_ember(class_name, units=4, return_state=True, return_sequences=True,
+                                          go_backwards=go_backwards)
+    states = [RNG.normal(size=(4, 4)).astype("float32") for _ in range(2 if class_name == "LSTM" else 1)]
+    expected = [keras().ops.convert_to_numpy(o) for o in keras_layer(STEPS, mask=MASK, initial_state=states)]
+    with torch.no_grad():
+        got = layer(torch.from_numpy(STEPS), mask=torch.from_numpy(MASK),
+                    initial_state=[torch.from_numpy(state) for state in states])
+    assert len(got) == len(expected) == 1 + len(states)
+    for one, want in zip(got, expected):
+        np.testing.assert_allclose(one.numpy(), want, atol=1e-6)
+    with pytest.raises(ember.errors.ShapeError, match="initial_state"):
+        layer(torch.from_numpy(STEPS), initial_state=[torch.zeros(4, 3)] * len(states))
+
+
+def test_bidirectional_returns_both_directions_and_their_states_as_keras():
+    lstm = keras().layers.LSTM(3, return_state=True)
+    keras_layer, layer = _keras_and_ember("Bidirectional", layer=lstm, merge_mode=None)
+    expected = _keras_output(keras_layer, STEPS, MASK)
+    got = _ember_output(layer, STEPS, MASK)
+    assert len(got) == len(expected) == 6  # forward, backward, then h and c of each
+    for one, want in zip(got, expected):
+        np.testing.assert_allclose(one, want, atol=1e-6)
+    assert layer.compute_output_shape((5, 3)) == ((3,),) * 6
 
 
 def test_average_pooling_counts_real_steps_and_masking_makes_the_mask():
@@ -115,3 +143,23 @@ def test_a_functional_model_with_masks_trains_saves_and_exports_to_onnx(tmp_path
         alone = model(torch.from_numpy(data[1:2, :lengths[1]])).numpy()
     assert np.abs(alone[0] - eager[1]).max() <= 1e-6
     assert_saves_and_exports(model, data[:10], tmp_path)
+
+
+def test_a_functional_encoder_decoder_passes_states_trains_saves_and_loads(tmp_path):
+    ember.seed(0)
+    source, target = L.Input((7, 3), name="source"), L.Input((5, 4), name="target")
+    _, h, c = L.LSTM(6, return_state=True)(source)
+    decoded = L.LSTM(6, return_sequences=True)(target, initial_state=[h, c])
+    model = ember.Model([source, target], L.Dense(4, activation="softmax")(decoded))
+    x = [RNG.normal(size=(32, 7, 3)).astype("float32"), RNG.normal(size=(32, 5, 4)).astype("float32")]
+    model.compile("adam", "sparse_categorical_crossentropy", precision="fp32")
+    assert np.isfinite(model.fit(x, RNG.integers(0, 4, (32, 5)), epochs=1, batch_size=8, verbose=0)
+                       .history["loss"]).all()
+    model.eval()
+    inputs = [torch.from_numpy(a[:4]) for a in x]
+    with torch.no_grad():
+        eager = model(inputs)
+        changed_source = model([inputs[0] + 1, inputs[1]])
+        model.save(tmp_path / "model.ember")
+        assert torch.equal(ember.load(tmp_path / "model.ember")(inputs), eager)
+    assert not torch.allclose(eager, changed_source)  # the decoder starts from the encoder's states

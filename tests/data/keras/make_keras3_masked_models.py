@@ -2,7 +2,8 @@
 
 Usage: KERAS_BACKEND=torch python make_keras3_masked_models.py OUT_DIR
 Writes, per model: NAME.keras, NAME.h5, NAME_inputs.npy (a padded batch: rows of different
-lengths, trailing padding) and NAME_predictions.npy (Keras' own predict on it).
+lengths, trailing padding) and NAME_predictions.npy (Keras' own predict on it); and seq2seq.keras,
+seq2seq.h5, seq2seq_inputs.npz and seq2seq_predictions.npy, an encoder handing its states to a decoder.
 """
 import os
 import sys
@@ -51,8 +52,33 @@ def attention():
     return keras.Model(tokens, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
 
 
+def states():
+    # Both directions' outputs and final states (merge_mode=None, return_state): the states after each
+    # row's last real step.
+    tokens = keras.Input((None,), dtype="int32")
+    x = layers.Embedding(50, 8, mask_zero=True)(tokens)
+    forward, backward, _, forward_c, _, backward_c = layers.Bidirectional(
+        layers.LSTM(5, return_state=True), merge_mode=None)(x)
+    _, gru_state = layers.GRU(4, return_state=True, go_backwards=True)(x)
+    x = layers.Concatenate()([forward, backward, forward_c, backward_c, gru_state])
+    return keras.Model(tokens, layers.Dense(3, activation="softmax")(x))
+
+
+def seq2seq(rng):
+    """Keras' lstm_seq2seq: the encoder's final LSTM states start the decoder."""
+    encoder_inputs, decoder_inputs = keras.Input((None, 6)), keras.Input((None, 7))
+    _, h, c = layers.LSTM(8, return_state=True)(encoder_inputs)
+    decoded = layers.LSTM(8, return_sequences=True, return_state=True)(decoder_inputs, initial_state=[h, c])[0]
+    model = keras.Model([encoder_inputs, decoder_inputs], layers.Dense(7, activation="softmax")(decoded))
+    model.compile("adam", "categorical_crossentropy")
+    x = [rng.standard_normal((32, 9, 6)).astype("float32"), rng.standard_normal((32, 5, 7)).astype("float32")]
+    model.fit(x, np.eye(7)[rng.integers(0, 7, (32, 5))], epochs=1, batch_size=16, verbose=0)
+    return model, [a[:4] for a in x]
+
+
 MODELS = {"masked_bidirectional": (bidirectional, "tokens"), "masked_pooling": (pooling, "tokens"),
-          "masked_features": (features, "features"), "masked_attention": (attention, "tokens")}
+          "masked_features": (features, "features"), "masked_attention": (attention, "tokens"),
+          "masked_states": (states, "tokens")}
 
 
 def padded(rng, kind, rows):
@@ -77,6 +103,11 @@ def main(out):
         model.save(out / f"{name}.h5")
         np.save(out / f"{name}_inputs.npy", x[:6])
         np.save(out / f"{name}_predictions.npy", model.predict(x[:6], verbose=0))
+    model, x = seq2seq(rng)
+    model.save(out / "seq2seq.keras")
+    model.save(out / "seq2seq.h5")
+    np.savez(out / "seq2seq_inputs.npz", encoder=x[0], decoder=x[1])
+    np.save(out / "seq2seq_predictions.npy", model.predict(x, verbose=0))
 
 
 if __name__ == "__main__":
