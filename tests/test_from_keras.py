@@ -215,6 +215,23 @@ def test_batch_norm_statistics_move_as_keras_moves_them(keras_models, no_keras):
         np.testing.assert_allclose(module.running_var.numpy(), keras_moving[f"{name}/moving_variance"], atol=1e-6)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_a_frozen_base_fine_tunes_as_keras(keras_models, no_keras, extension):
+    """trainable=False layers (a whole base model, a BatchNormalization) keep their weights and statistics
+    through fit, as Keras keeps them; one SGD step then gives Keras' predictions."""
+    model = ember.from_keras(keras_models / f"frozen_base{extension}")
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    model.compile("sgd", "mse", lr=0.1, precision="fp32")
+    x, y = np.load(keras_models / "frozen_base_inputs.npy"), np.load(keras_models / "frozen_base_targets.npy")
+    model.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, verbose=0)
+    after = model.state_dict()
+    frozen = [key for key in before if key.startswith(("layers.base.", "layers.frozen_norm."))]
+    assert len(frozen) == 10 and all(torch.equal(before[key], after[key]) for key in frozen)
+    assert not torch.equal(before["layers.trained_norm.running_mean"], after["layers.trained_norm.running_mean"])
+    assert np.abs(_run(model, x) - np.load(keras_models / "frozen_base_after.npy")).max() <= 1e-5
+
+
 @pytest.fixture(scope="session")
 def masked_keras_models(tmp_path_factory):
     return _keras_made(tmp_path_factory, "make_keras3_masked_models.py")

@@ -10,6 +10,7 @@ from torch import nn
 
 from ember.define.layers.base import default_name
 from ember.define.model import Model
+from ember.define.modes import in_mode
 from ember.define.ops import OPS
 from ember.define.symbolic import SymbolicTensor, flatten
 from ember.saving.registry import register_config_class
@@ -41,7 +42,9 @@ class Functional(Model):
         values = self._bind_inputs([inputs, *more] if more else inputs)
         for node in self.graph["nodes"]:
             call = self.layers[node["layer"]] if "layer" in node else OPS[node["op"]]
-            _bind(node["outputs"], call(*_decode(node["args"], values), **_decode(node["kwargs"], values)), values)
+            kwargs = _decode(node["kwargs"], values)
+            with in_mode(call, kwargs.pop("training", None) if "layer" in node else None):
+                _bind(node["outputs"], call(*_decode(node["args"], values), **kwargs), values)
         return _decode(self.graph["outputs"], values)
 
     def _bind_inputs(self, x) -> dict:
@@ -80,8 +83,7 @@ class Functional(Model):
             layer_cls = known.get(entry["class_name"]) or getattr(layer_module, entry["class_name"], None)
             if not (isinstance(layer_cls, type) and issubclass(layer_cls, (layer_module.Layer, Model))):
                 raise ValueError(f"unknown layer class {entry['class_name']!r} in the saved graph")
-            modules[entry["name"]] = layer_cls.from_config(entry["config"]) if layer_cls in known.values() \
-                else layer_cls(**entry["config"])
+            modules[entry["name"]] = layer_cls.from_config(entry["config"])
         model = cls.__new__(cls)
         Model.__init__(model)
         model._use_graph({k: v for k, v in config.items() if k != "layers"}, modules)

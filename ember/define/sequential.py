@@ -92,7 +92,7 @@ class Sequential(Model):
             layer_cls = getattr(layer_module, entry["class_name"], None)
             if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
                 raise ValueError(f"unknown layer class {entry['class_name']!r} in the saved architecture")
-            built.append(layer_cls(**entry["config"]))
+            built.append(layer_cls.from_config(entry["config"]))
         model = cls(built, name=config.get("name"))
         if model.input_shape is None and config.get("input_shape"):
             model.build(config["input_shape"])

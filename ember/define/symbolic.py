@@ -177,6 +177,7 @@ def _fake_call(function, args, kwargs, free_size: int):
         # On the device of the module's parameters (the meta device while from_keras builds).
         device = next((t.device for m in modules for t in itertools.chain(m.parameters(), m.buffers())), None)
         with FakeTensorMode(allow_non_fake_inputs=True) as mode, torch.no_grad():
+            kwargs = {k: v for k, v in kwargs.items() if not (modules and k == "training")}  # eval decides shapes
             fake = map_structure(lambda t: mode.from_tensor(torch.zeros(
                 (_FAKE_BATCH, *_fill_free_sizes(t.shape[1:], free_size)), dtype=t.dtype, device=device)),
                 (args, kwargs))

@@ -272,6 +272,9 @@ class _Builder:
             step = self.add_built_in(entry, call.refs, call.list_input, out_ref, keywords)
         if step is None:
             return out_ref
+        if self.reader.expect(entry["config"].get("trainable", True), bool, f"layer '{name}': trainable",
+                              "true or false") is False and not step.custom:
+            _freeze(step.modules)  # Keras' `trainable = False`: fit leaves its weights and statistics
         for key in sorted(keywords):
             if takes_argument(step.modules[0], key):
                 step.keywords[key] = keywords[key]
@@ -280,10 +283,17 @@ class _Builder:
                                      f"ember module {type(step.modules[0]).__name__} does not take")
         call_options = KERAS_LAYERS[class_name].call_options if class_name in KERAS_LAYERS and not step.custom else ()
         for key, value in sorted(call.options.items()):
-            if key in call_options:
+            if key == "training":  # `base_model(x, training=False)`: this call's mode
+                if value is not None and not isinstance(value, bool):
+                    self.reader.fail(f"layer '{name}': the call's training", "true, false or null", value)
+                # tf.keras 2 runs the call in that mode; Keras 3's functional models let fit's and
+                # predict's mode override it (measured with Keras 3.15), so a Keras 3 file's is left out.
+                if self.keras2 and value is not None:
+                    step.options[key] = value
+            elif key in call_options:
                 step.options[key] = self.reader.expect(value, bool, f"layer '{name}': the call's {key}",
                                                        "true or false")
-            elif value is not None and value is not False and key != "training":
+            elif value is not None and value is not False:
                 self.problems.append(f"'{name}' ({class_name}) is called with {key}={value!r:.60}, which ember's "
                                      f"{type(step.modules[0]).__name__} does not take")
         return out_ref
@@ -530,6 +540,15 @@ def _match_weights(plan, weights, where, problems, fitted):
             problems.append(f"'{where}{name}' ({class_name}): {problem}")
         elif converted:
             fitted.append((module, converted))
+
+
+def _freeze(modules):
+    for module in modules:
+        for inner in module.modules():
+            if isinstance(inner, L.Layer):
+                inner.trainable = False
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
 
 
 # --- the model ---------------------------------------------------------------------------

@@ -4,12 +4,17 @@ Shapes in ember exclude the batch axis: `Conv2D(..., input_shape=(1, 28, 28))`.
 A layer is built either by `Sequential` at construction (the input shape is given
 once, on the first layer) or lazily on its first call when used inside a plain
 `nn.Module`.
+
+As in Keras, `layer.trainable = False` freezes its weights (fit leaves them as they are; a
+BatchNormalization also stays in inference mode), and `layer(x, training=False)` runs one call
+in inference mode (ember/define/modes.py).
 """
 import torch
 from torch import nn
 
 from ember.config import normalize_data_format
 from ember.define.config_record import record_init_arguments
+from ember.define.modes import in_mode
 from ember.define.symbolic import call_module, holds_symbolic
 from ember.errors import ShapeError
 
@@ -30,6 +35,19 @@ class Layer(nn.Module):
         self.name = name
         self.built = False
         self.output_shape = None
+        self._trainable = True
+
+    # --- freezing ---------------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        """False: fit leaves this layer's weights (and a BatchNormalization's statistics) as they are."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value) -> None:
+        self._trainable = bool(value)
+        for parameter in self.parameters():
+            parameter.requires_grad_(self._trainable)
 
     # --- building -------------------------------------------------------------
     def post_init(self):
@@ -47,6 +65,7 @@ class Layer(nn.Module):
             self.check_input_shape(input_shape)
             self.build(input_shape)
             self.built = True
+            self.trainable = self._trainable  # parameters made by build follow the layer's setting
             self.input_shape = input_shape
         self.output_shape = tuple(self.compute_output_shape(input_shape))
         return self.output_shape
@@ -59,6 +78,10 @@ class Layer(nn.Module):
     def __call__(self, x, *args, **kwargs):
         if holds_symbolic(x):  # defining a functional model: record the call, infer shapes
             return call_module(self, (x, *args), kwargs)
+        if "training" in kwargs:  # Keras' per-call mode
+            training = kwargs.pop("training")
+            with in_mode(self, training):
+                return self(x, *args, **kwargs)
         if not self.built and self.call_input_shape is not None:
             self.build_for(self.call_input_shape(x, *args, **kwargs))
         elif not self.built and isinstance(x, torch.Tensor):
@@ -82,7 +105,18 @@ class Layer(nn.Module):
         config["name"] = self.name
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape)
+        if not self.trainable:
+            config["trainable"] = False
         return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Layer":
+        """The layer `get_config()` describes."""
+        config = dict(config)
+        trainable = config.pop("trainable", True)
+        layer = cls(**config)
+        layer.trainable = trainable
+        return layer
 
     def extra_repr(self) -> str:
         shown = {k: v for k, v in (getattr(self, "_init_arguments", None) or {}).items() if k != "name"}

@@ -13,7 +13,8 @@ class BatchNorm(Layer):
     for channels_last images and for (batch, features) inputs.
 
     `momentum` is Keras' (weight of the old running value); torch's is `1 - momentum`. In training
-    the running statistics move as Keras moves them (toward the biased batch variance).
+    the running statistics move as Keras moves them (toward the biased batch variance). A frozen
+    one (`trainable = False`) normalizes with its running statistics in training too, as in Keras.
     """
 
     supports_masking = True
@@ -43,10 +44,11 @@ class BatchNorm(Layer):
         moved = x.movedim(axis, 1) if axis != 1 else x
         # In training torch updates its running_var argument in place and keeps it for the backward
         # pass: it gets a copy, from which Keras' update is then written into the buffer.
-        running_var = self.running_var.clone() if self.training else self.running_var
+        batch_statistics = self.training and self.trainable
+        running_var = self.running_var.clone() if batch_statistics else self.running_var
         y = F.batch_norm(moved, self.running_mean, running_var, self.weight, self.bias,
-                         self.training, 1.0 - self.momentum, self.epsilon)
-        if self.training:
+                         batch_statistics, 1.0 - self.momentum, self.epsilon)
+        if batch_statistics:
             self._use_biased_variance(running_var, x.numel() // self.num_features)
         return y.movedim(1, axis) if axis != 1 else y
 

@@ -214,6 +214,7 @@ def main(out):
         np.save(out / f"{name}_inputs.npy", x[:8])
         np.save(out / f"{name}_predictions.npy", model.predict(x[:8], verbose=0))
     batch_norm_step(out, rng)
+    frozen_base_step(out, rng)
 
 
 def batch_norm_step(out, rng):
@@ -225,14 +226,42 @@ def batch_norm_step(out, rng):
     model.compile("adam", "mse")
     model.fit(rng.standard_normal((32, 6, 6, 3)), rng.standard_normal((32, 5)), epochs=1, batch_size=8, verbose=0)
     model.save(out / "batch_norm_step.keras")
-    x, y = rng.standard_normal((4, 6, 6, 3)).astype("float32"), rng.standard_normal((4, 5)).astype("float32")
-    model.compile(keras.optimizers.SGD(learning_rate=0.0), "mse")
-    model.train_on_batch(x, y)
-    np.save(out / "batch_norm_step_inputs.npy", x)
-    np.save(out / "batch_norm_step_targets.npy", y)
+    _one_sgd_step(model, out / "batch_norm_step", rng, (4, 6, 6, 3), 5, learning_rate=0.0)
     np.savez(out / "batch_norm_step_moving.npz", **{
         f"{layer.name}/{kind}": keras.ops.convert_to_numpy(getattr(layer, kind)) for layer in model.layers
         if isinstance(layer, layers.BatchNormalization) for kind in ("moving_mean", "moving_variance")})
+
+
+def frozen_base_step(out, rng):
+    """Keras' transfer-learning recipe: a base model with `trainable = False` called with training=False,
+    a frozen BatchNormalization, trainable layers on top. Saved as frozen_base.keras / .h5 before one
+    SGD step (learning rate 0.1) on frozen_base_inputs.npy / _targets.npy; frozen_base_after.npy holds
+    Keras' predict after that step."""
+    base = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3), layers.BatchNormalization(),
+                             layers.ReLU()], name="base")
+    images = keras.Input((8, 8, 3))
+    x = layers.GlobalAveragePooling2D()(base(images, training=False))
+    x = layers.BatchNormalization(name="frozen_norm")(x)
+    x = layers.BatchNormalization(name="trained_norm")(layers.Dense(6)(x))
+    model = keras.Model(images, layers.Dense(2)(x))
+    for variable in model.weights:  # statistics and biases away from their defaults, so each one shows
+        variable.assign(rng.normal(0, 0.5, variable.shape).astype("float32") + ("variance" in variable.path))
+    base.trainable = False
+    model.get_layer("frozen_norm").trainable = False
+    model.save(out / "frozen_base.keras")
+    model.save(out / "frozen_base.h5")
+    x = _one_sgd_step(model, out / "frozen_base", rng, (8, 8, 8, 3), 2, learning_rate=0.1)
+    np.save(out / "frozen_base_after.npy", model.predict(x, verbose=0))
+
+
+def _one_sgd_step(model, prefix, rng, shape, outputs, learning_rate):
+    """One train_on_batch (SGD, mse) on random data, saved as PREFIX_inputs.npy and PREFIX_targets.npy."""
+    x, y = rng.standard_normal(shape).astype("float32"), rng.standard_normal((shape[0], outputs)).astype("float32")
+    model.compile(keras.optimizers.SGD(learning_rate=learning_rate), "mse")
+    model.train_on_batch(x, y)
+    np.save(f"{prefix}_inputs.npy", x)
+    np.save(f"{prefix}_targets.npy", y)
+    return x
 
 
 if __name__ == "__main__":
