@@ -15,7 +15,8 @@ from ember.define import layers as L
 
 DATA = Path(__file__).parent / "data" / "keras"
 TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "text": 1e-4, "operations": 1e-5,
-             "nested": 1e-5, "resampling": 1e-5, "decoder": 1e-5, "sequence": 1e-5, "video": 1e-5, "attention": 1e-5}
+             "nested": 1e-5, "resampling": 1e-5, "decoder": 1e-5, "sequence": 1e-5, "video": 1e-5, "attention": 1e-5,
+             "repeated": 1e-5}
 
 
 def _keras_made(tmp_path_factory, script):
@@ -239,7 +240,7 @@ def masked_keras_models(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["masked_bidirectional", "masked_pooling", "masked_features", "masked_attention",
-                                  "masked_states"])
+                                  "masked_states", "masked_luong"])
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
 def test_masked_text_models_match_keras_and_ignore_padding(masked_keras_models, no_keras, name, extension):
     """Embedding(mask_zero=True) or Masking, then Bidirectional / LSTM / GRU / SimpleRNN and pooling, on a

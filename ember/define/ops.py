@@ -86,6 +86,12 @@ def zeros_like(x, dtype=None):
 
 
 @_recordable
+def convert_to_tensor(x, dtype=None):
+    """`x` itself, or cast to `dtype` (Keras writes it around the masks attention layers pass on)."""
+    return x if dtype is None else x.to(torch_dtype(dtype))
+
+
+@_recordable
 def ones_like(x, dtype=None):
     return torch.ones_like(x, dtype=None if dtype is None else torch_dtype(dtype))
 

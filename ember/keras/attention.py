@@ -1,4 +1,5 @@
-"""Keras' MultiHeadAttention in ember: its options, and its EinsumDense kernels as torch matrices.
+"""Keras' attention layers in ember: MultiHeadAttention (its options, and its EinsumDense kernels as
+torch matrices), Attention and AdditiveAttention (their learned scale and score weight).
 
 Keras keeps each projection as an einsum kernel: query, key (features, heads, key_dim), value
 (features, heads, value_dim), the gate (query features, heads, value_dim) with `use_gate`, and
@@ -6,6 +7,8 @@ the output (heads, value_dim, output features), with biases (heads, size) and (o
 torch's layout is the matrices those reshape to, transposed. Registered into `KERAS_LAYERS` by
 layers.py.
 """
+import numpy as np
+
 from ember.define import layers as L
 from ember.keras.layers import KerasLayer, UnsupportedConfig
 
@@ -41,7 +44,32 @@ def _multi_head_attention_weights(arrays, config, layout, shape):
     return out
 
 
+def _build_attention(config, layout, shape, keras2=False):
+    return [L.Attention(config.get("use_scale", False), config.get("score_mode", "dot"), config.get("dropout", 0.0),
+                        name=config["name"])], layout
+
+
+def _build_additive_attention(config, layout, shape, keras2=False):
+    return [L.AdditiveAttention(config.get("use_scale", True), config.get("dropout", 0.0), name=config["name"])], \
+        layout
+
+
+def _scalar_weights(arrays, config, layout, shape):
+    """Attention's scale then concat_score_weight, as it creates them (scalars, which files may hold as
+    one-element arrays); AdditiveAttention's scale (one per feature)."""
+    additive = "score_mode" not in config
+    names = ["scale"] * bool(config.get("use_scale", additive)) + ["concat_score_weight"] * (
+        config.get("score_mode") == "concat")
+    if len(arrays) != len(names) or not additive and any(np.size(a) != 1 for a in arrays):
+        raise ValueError(f"{len(arrays)} arrays, expected {len(names)} ({', '.join(names) or 'none'})"
+                         + ("" if additive else ", each one number"))
+    return {name: a if additive else np.reshape(a, ()) for name, a in zip(names, arrays)}
+
+
+_ATTENTION_CALL = ("use_causal_mask", "return_attention_scores")
 ATTENTION_LAYERS = {
     "MultiHeadAttention": KerasLayer(_build_multi_head_attention, _multi_head_attention_weights,
-                                     call_options=("use_causal_mask", "return_attention_scores")),
+                                     call_options=_ATTENTION_CALL),
+    "Attention": KerasLayer(_build_attention, _scalar_weights, call_options=_ATTENTION_CALL),
+    "AdditiveAttention": KerasLayer(_build_additive_attention, _scalar_weights, call_options=_ATTENTION_CALL),
 }

@@ -443,6 +443,18 @@ def _build_permute(config, layout, shape, keras2=False):
     return [L.Permute(config["dims"], name=config["name"])], KERAS
 
 
+def _build_repeat_vector(config, layout, shape, keras2=False):
+    return [L.RepeatVector(config["n"], name=config["name"])], KERAS
+
+
+def _build_identity(config, layout, shape, keras2=False):
+    return [L.Identity(name=config["name"])], layout
+
+
+def _build_dot(config, layout, shape, keras2=False):
+    return [L.Dot(config["axes"], config.get("normalize", False), name=config["name"])], KERAS
+
+
 def _embedding_weights(arrays, config, layout, shape):
     return {"weight": arrays[0]}
 
@@ -474,6 +486,9 @@ KERAS_LAYERS = {
     "Flatten": KerasLayer(_build_flatten, accepts=_IMAGE),
     "Reshape": KerasLayer(_build_reshape),
     "Permute": KerasLayer(_build_permute),
+    "RepeatVector": KerasLayer(_build_repeat_vector),
+    "Identity": KerasLayer(_build_identity, accepts=_ANY),
+    "Dot": KerasLayer(_build_dot),
     "Dropout": KerasLayer(_build_dropout, accepts=_ANY),
     "ZeroPadding1D": KerasLayer(_build_edges(L.ZeroPadding1D, "padding"), accepts=_IMAGE),
     "ZeroPadding2D": KerasLayer(_build_edges(L.ZeroPadding2D, "padding"), accepts=_IMAGE),
@@ -501,6 +516,7 @@ KERAS_LAYERS = {
     "SpatialDropout2D": KerasLayer(_build_spatial_dropout(L.SpatialDropout2D), accepts=_IMAGE),
     "GaussianNoise": KerasLayer(_build_noise(L.GaussianNoise, "stddev"), accepts=_ANY),
     "GaussianDropout": KerasLayer(_build_noise(L.GaussianDropout, "rate"), accepts=_ANY),
+    "AlphaDropout": KerasLayer(_build_noise(L.AlphaDropout, "rate"), accepts=_ANY),
     "Embedding": KerasLayer(_build_embedding, _embedding_weights),
     "Activation": KerasLayer(_build_activation, accepts=_ANY),
     "ReLU": KerasLayer(_build_relu, accepts=_ANY),
@@ -522,6 +538,8 @@ KERAS_LAYERS = {
 for _alias, _name in {"Convolution2D": "Conv2D", "Convolution1D": "Conv1D", "MaxPool2D": "MaxPooling2D",
                       "MaxPool1D": "MaxPooling1D", "AvgPool2D": "AveragePooling2D", "AvgPool1D": "AveragePooling1D",
                       "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalAvgPool1D": "GlobalAveragePooling1D",
+                      "Convolution1DTranspose": "Conv1DTranspose", "Convolution2DTranspose": "Conv2DTranspose",
+                      "SeparableConvolution2D": "SeparableConv2D",
                       "GlobalMaxPool2D": "GlobalMaxPooling2D", "GlobalMaxPool1D": "GlobalMaxPooling1D"}.items():
     KERAS_LAYERS[_alias] = KERAS_LAYERS[_name]
 

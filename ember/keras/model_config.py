@@ -146,8 +146,10 @@ class ConfigReader:
                     call.options[key] = value
                 elif isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
                     call.keywords[key] = self.ref(self.tensor_history(value, where), where)
-                elif isinstance(value, list) and len(tensors) == len(value):
-                    call.keywords[key] = [self.ref(self.tensor_history(t, where), where) for t in tensors]
+                elif isinstance(value, list) and len(tensors) == sum(item is not None for item in value):
+                    # A list of tensors, some None: the masks of a layer called on a list.
+                    call.keywords[key] = [None if item is None else self.ref(self.tensor_history(item, where), where)
+                                          for item in value]
                 else:
                     self.fail(f"{where}.kwargs.{key}", "one tensor, a list of tensors or a constant", value)
         elif isinstance(node, list):  # tf.keras 2: [[name, node, tensor, kwargs], ...]

@@ -50,6 +50,7 @@ KERAS_OPERATIONS = {
     # Keras writes the masks of merge layers with these (`logical_or(expand_dims(mask), zeros_like(x))`).
     "ZerosLike": KerasOperation("zeros_like", (("dtype", "dtype"),)),
     "OnesLike": KerasOperation("ones_like", (("dtype", "dtype"),)),
+    "ConvertToTensor": KerasOperation("convert_to_tensor", (("dtype", "dtype"),), elementwise=True),
     "GetItem": KerasOperation("getitem"),
 }
 
@@ -74,10 +75,13 @@ def operation_call(class_name, config, args):
     options = {keyword: config[key] for key, keyword in spec.options if key in config}
     if class_name == "Gelu":  # Keras' gelu is the tanh approximation unless told otherwise
         options["approximate"] = "tanh" if options.get("approximate", True) else "none"
+    if class_name == "ConvertToTensor" and (config.get("sparse") or config.get("ragged")):
+        raise UnsupportedConfig("ConvertToTensor to a sparse or ragged tensor")
     if class_name in ("Max", "Min") and config.get("initial") is not None:
         raise UnsupportedConfig(f"{class_name} with initial={config['initial']!r}")
     if class_name == "Cast" and options.get("dtype") not in DTYPES \
-            or class_name in ("ZerosLike", "OnesLike") and options.get("dtype") not in DTYPES + (None,):
+            or class_name in ("ZerosLike", "OnesLike", "ConvertToTensor") \
+            and options.get("dtype") not in DTYPES + (None,):
         raise UnsupportedConfig(f"{class_name} to dtype {options.get('dtype')!r}")
     if class_name == "GetItem" and len(args) == 2 and isinstance(args[1], list):
         args = [args[0], tuple(args[1])]  # Keras writes x[a, b]'s key as a list; Python indexes with a tuple

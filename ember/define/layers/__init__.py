@@ -1,5 +1,5 @@
 """Keras-style layers for `ember.Sequential` (and for any torch module)."""
-from ember.define.layers.attention import MultiHeadAttention
+from ember.define.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
 from ember.define.layers.augmentation import (RandomBrightness, RandomContrast, RandomCrop, RandomFlip, RandomRotation,
                                               RandomTranslation, RandomZoom)
 from ember.define.layers.base import ImageLayer, Layer
@@ -8,9 +8,9 @@ from ember.define.layers.conv import Conv1D, Conv2D
 from ember.define.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from ember.define.layers.core import (ELU, Activation, Dense, Dropout, Embedding, Flatten, LayerScale, LeakyReLU,
                                       Masking, PReLU, ReLU, Reshape, Softmax)
-from ember.define.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, ScaledAdd, Subtract,
-                                         add, average, concatenate, maximum, minimum, multiply, subtract)
-from ember.define.layers.noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
+from ember.define.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, ScaledAdd,
+                                         Subtract, add, average, concatenate, maximum, minimum, multiply, subtract)
+from ember.define.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from ember.define.layers.normalization import (BatchNorm, BatchNormalization, GroupNormalization, LayerNorm,
                                                LayerNormalization, UnitNormalization)
 from ember.define.layers.padding import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D
@@ -21,7 +21,7 @@ from ember.define.layers.pooling import (AveragePooling1D, AveragePooling2D, Avg
                                          MaxPooling1D, MaxPooling2D)
 from ember.define.layers.preprocessing import Normalization, Rescaling
 from ember.define.layers.recurrent import GRU, LSTM, SimpleRNN
-from ember.define.layers.reshaping import Permute
+from ember.define.layers.reshaping import Identity, Permute, RepeatVector
 from ember.define.layers.resizing import CenterCrop, Resizing
 from ember.define.layers.time_distributed import TimeDistributed
 from ember.define.layers.transposed import Conv1DTranspose, Conv2DTranspose

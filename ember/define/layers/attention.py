@@ -1,4 +1,5 @@
-"""MultiHeadAttention with Keras' arguments, masks and computation.
+"""MultiHeadAttention, Attention (Luong-style) and AdditiveAttention (Bahdanau-style) with Keras'
+arguments, masks and computation.
 
 `layer(query, value, key=None)`: query (batch, T, dim), value and key (batch, S, dim). Each is
 projected to `num_heads` heads, attention runs over the steps, and the heads are projected back
@@ -15,6 +16,10 @@ Parameters are torch-style matrices: `query_weight` (heads * key_dim, query dim)
 `value_weight` (heads * value_dim, value dim), `output_weight` (output dim, heads * value_dim),
 with `*_bias` beside each when `use_bias`, and `gate_weight` (heads * value_dim, query dim) with
 `use_gate` (the heads are multiplied by a sigmoid gate of the query before the output projection).
+
+`Attention` and `AdditiveAttention` take a list [query, value] or [query, value, key] and their masks
+(a list, as any layer called on a list): no projections, scores from the query and key (a dot product,
+or `sum(tanh(query + key))`), masked value steps left out, masked query steps output zeros.
 """
 import math
 
@@ -146,3 +151,79 @@ class MultiHeadAttention(Layer):
             band = (rows[:, None] - columns[None]).abs() < window
             allowed = band[None] if allowed is None else allowed & band
         return None if allowed is None else allowed.expand(batch, steps_q, steps_s)
+
+
+class Attention(Layer):
+    """Scores `query @ key^T` (times a learned `scale` with `use_scale`), or with score_mode="concat"
+    `concat_score_weight * sum(tanh(scale * (query + key)))`; softmax over the value steps; weighted values."""
+
+    supports_masking = True  # the output keeps the query's mask
+
+    def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        if score_mode not in ("dot", "concat"):
+            raise ValueError(f"score_mode must be 'dot' or 'concat', got {score_mode!r}")
+        self.use_scale, self.score_mode, self.dropout = bool(use_scale), score_mode, float(dropout)
+
+    def check_input_shape(self, input_shape):
+        shapes = list(input_shape)
+        if not 2 <= len(shapes) <= 3 or not all(isinstance(s, (list, tuple)) and len(s) == 2 for s in shapes):
+            raise self.shape_error("a list [query, value] or [query, value, key] of (batch, steps, features)",
+                                   shapes)
+
+    def build(self, input_shape):
+        if self.use_scale:
+            self.scale = nn.Parameter(torch.ones(()))
+        if self.score_mode == "concat":
+            self.concat_score_weight = nn.Parameter(torch.ones(()))
+
+    def compute_output_shape(self, input_shape):
+        query, value = input_shape[0], input_shape[1]
+        return tuple(query[:-1]) + (value[-1],)
+
+    def scores(self, query, key):
+        """(batch, query steps, key steps)."""
+        if self.score_mode == "dot":
+            scores = query @ key.transpose(-1, -2)
+            return scores * self.scale if self.use_scale else scores
+        summed = query[:, :, None] + key[:, None]
+        return self.concat_score_weight * torch.tanh(self.scale * summed if self.use_scale else summed).sum(-1)
+
+    def forward(self, inputs, mask=None, return_attention_scores=False, use_causal_mask=False):
+        if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
+            raise self.shape_error("a list [query, value] or [query, value, key]", type(inputs).__name__)
+        query, value = inputs[0], inputs[1]
+        key = inputs[2] if len(inputs) > 2 else value
+        query_mask, value_mask = (mask[0], mask[1]) if mask is not None else (None, None)
+        scores = self.scores(query, key)
+        allowed = None if value_mask is None else value_mask.bool()[:, None, :]
+        if use_causal_mask:
+            lower = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
+            allowed = lower if allowed is None else allowed & lower
+        if allowed is not None:
+            scores = torch.where(allowed, scores, scores + _MASKED)  # Keras subtracts 1e9 where masked
+        weights = torch.softmax(scores, dim=-1)
+        output = F.dropout(weights, self.dropout, self.training) @ value
+        if query_mask is not None:
+            output = torch.where(query_mask.bool()[..., None], output, 0.0)
+        return (output, weights) if return_attention_scores else output
+
+    def compute_mask(self, inputs, mask):
+        return None if mask is None else mask[0]
+
+
+class AdditiveAttention(Attention):
+    """Scores `sum(scale * tanh(query + key))`, with a learned `scale` per feature when `use_scale`."""
+
+    def __init__(self, use_scale=True, dropout=0.0, *, input_shape=None, name=None):
+        super().__init__(use_scale, "dot", dropout, input_shape=input_shape, name=name)
+
+    def build(self, input_shape):
+        if self.use_scale:
+            features = input_shape[0][-1]
+            bound = math.sqrt(3.0 / features)  # Keras' glorot_uniform on a vector: fan in = fan out = features
+            self.scale = nn.Parameter(torch.empty(features).uniform_(-bound, bound))
+
+    def scores(self, query, key):
+        tanh = torch.tanh(query[:, :, None] + key[:, None])
+        return (tanh * self.scale).sum(-1) if self.use_scale else tanh.sum(-1)

@@ -120,3 +120,19 @@ def test_wrong_shapes_and_options_are_named():
     layer(torch.zeros(2, 5, 6), torch.zeros(2, 7, 4))
     with pytest.raises(ember.errors.ShapeError, match="key with 4 features"):
         layer(torch.zeros(2, 5, 6), torch.zeros(2, 7, 3))
+
+
+@pytest.mark.parametrize("layer", [L.Attention(use_scale=True), L.Attention(score_mode="concat", use_scale=True),
+                                   L.AdditiveAttention()], ids=["dot", "concat", "additive"])
+def test_attention_without_projections_keeps_padding_out(layer):
+    """In a functional model the Embedding's masks reach it as a list; padded rows give what they give alone."""
+    ids = L.Input((None,), dtype="int64")
+    x = L.Embedding(30, 8, mask_zero=True)(ids)
+    model = ember.Model(ids, L.GlobalAveragePooling1D(data_format="channels_last")(layer([x, L.Dense(8)(x)])))
+    data, lengths = padded_ids(RNG, 6, 7, 30)
+    model.eval()
+    with torch.no_grad():
+        batch = model(torch.from_numpy(data))
+        for row in range(6):
+            alone = model(torch.from_numpy(data[row:row + 1, :lengths[row]]))
+            assert (alone[0] - batch[row]).abs().max() <= 1e-5

@@ -1,4 +1,4 @@
-"""Merge layers: Add, Subtract, Multiply, ScaledAdd, Average, Maximum, Minimum, Concatenate.
+"""Merge layers: Add, Subtract, Multiply, ScaledAdd, Average, Maximum, Minimum, Concatenate, Dot.
 
 Called like Keras' with a list of tensors: `Add()([a, b])`. They hold no parameters. The
 elementwise ones broadcast as Keras' do: shapes without the batch axis line up from the last
@@ -136,6 +136,62 @@ class Concatenate(_Merge):
         shape = list(input_shapes[0])
         shape[axis] = sum(s[axis] for s in input_shapes)
         return tuple(shape)
+
+
+class Dot(Layer):
+    """The dot product of two tensors along `axes` (one axis for both, or one each; counted with the batch
+    axis, as in Keras), sample by sample: Keras' `batch_dot`. The output holds the first input's other
+    axes, then the second's; two vectors give (batch, 1). `normalize`: L2-normalize both along their axis
+    first (the cosine similarity)."""
+
+    def __init__(self, axes, normalize=False, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        axes = [axes, axes] if isinstance(axes, int) else list(axes)
+        if len(axes) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
+            raise ValueError(f"Dot's axes must be an integer or two, got {axes!r}")
+        self.axes, self.normalize = axes, bool(normalize)
+
+    def _axes(self, ranks):
+        axes = [axis % rank for axis, rank in zip(self.axes, ranks)]
+        if 0 in axes:
+            raise self.shape_error("axes other than the batch axis", self.axes)
+        return axes
+
+    def check_input_shape(self, input_shape):
+        shapes = list(input_shape)
+        if len(shapes) != 2 or not all(isinstance(s, (list, tuple)) for s in shapes):
+            raise self.shape_error("a list of 2 tensors", shapes)
+        first, second = self._axes([len(s) + 1 for s in shapes])
+        if shapes[0][first - 1] != shapes[1][second - 1]:
+            raise self.shape_error(f"equal sizes on axes {self.axes}", [("batch", *s) for s in shapes])
+
+    def build_for(self, input_shape):
+        self.check_input_shape(input_shape)
+        self.built = True
+        self.output_shape = self.compute_output_shape(input_shape)
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape):
+        first, second = self._axes([len(s) + 1 for s in input_shape])
+        shape = [d for i, d in enumerate(input_shape[0]) if i != first - 1] + \
+            [d for i, d in enumerate(input_shape[1]) if i != second - 1]
+        return tuple(shape) or (1,)
+
+    def forward(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise self.shape_error("a list of 2 tensors", type(inputs).__name__)
+        x, y = inputs
+        first, second = self._axes([x.dim(), y.dim()])
+        if self.normalize:  # Keras' l2 normalize: x * rsqrt(max(sum of squares, epsilon ** 2)), epsilon 1e-7
+            x = x * torch.rsqrt(torch.clamp((x * x).sum(first, keepdim=True), min=1e-14))
+            y = y * torch.rsqrt(torch.clamp((y * y).sum(second, keepdim=True), min=1e-14))
+        letters = "bcdefghijklmnopqrstuvwxyz"
+        x_axes = "a" + letters[:x.dim() - 1]
+        y_axes = "a" + letters[x.dim() - 1:x.dim() + y.dim() - 2]
+        y_axes = y_axes[:second] + x_axes[first] + y_axes[second + 1:]
+        out_axes = "a" + "".join(c for c in x_axes[1:] + y_axes[1:] if c != x_axes[first])
+        out = torch.einsum(f"{x_axes},{y_axes}->{out_axes}", x, y)
+        return out.unsqueeze(-1) if out.dim() == 1 else out
 
 
 # Keras' functional forms: `layers.add([a, b])` is `layers.Add()([a, b])`.

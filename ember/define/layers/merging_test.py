@@ -46,3 +46,27 @@ def test_scaled_add_matches_inception_resnet_v2s_custom_scale_layer():
     assert L.ScaledAdd(**L.ScaledAdd(0.17).get_config()).scale == 0.17
     with pytest.raises(ShapeError, match="exactly 2 tensors"):
         L.ScaledAdd(0.5)([torch.zeros(1, 2)] * 3)
+
+
+def test_dot_contracts_the_given_axes_sample_by_sample_as_keras_batch_dot():
+    x, y = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    assert torch.allclose(L.Dot(axes=(2, 2))([x, y]), x @ y.transpose(1, 2), atol=1e-6)
+    assert L.Dot(axes=1)([x, torch.randn(2, 3, 6)]).shape == (2, 4, 6)
+    u, v = torch.randn(4, 8), torch.randn(4, 8)
+    cosine = L.Dot(axes=-1, normalize=True)([u, v])
+    assert cosine.shape == (4, 1)
+    assert torch.allclose(cosine[:, 0], torch.nn.functional.cosine_similarity(u, v), atol=1e-6)
+    assert L.Dot(axes=(1, 2)).build_for([(3, 4), (5, 3)]) == (4, 5)
+    with pytest.raises(ShapeError, match="equal sizes on axes"):
+        L.Dot(axes=2).build_for([(3, 4), (5, 3)])
+
+
+def test_repeat_vector_identity_and_alpha_dropout():
+    x = torch.randn(2, 3)
+    assert torch.equal(L.RepeatVector(4)(x), x[:, None].expand(2, 4, 3))
+    assert L.RepeatVector(4).build_for((3,)) == (4, 3)
+    assert L.Identity()(x) is x
+    dropout = L.AlphaDropout(0.5)
+    assert torch.equal(dropout.eval()(x), x) and not torch.equal(dropout.train()(x), x)
+    with pytest.raises(ValueError, match="positive integer"):
+        L.RepeatVector(0)

@@ -1,6 +1,7 @@
 """Regularisation by noise, active only while training (identity in eval mode, as Keras at inference):
 SpatialDropout1D/2D (whole channels dropped), GaussianNoise (added N(0, stddev)), GaussianDropout
-(multiplied by N(1, rate / (1 - rate)))."""
+(multiplied by N(1, rate / (1 - rate))), AlphaDropout (dropped values set to SELU's negative saturation,
+then scaled and shifted to keep the mean and variance: for self-normalizing networks)."""
 import math
 
 import torch
@@ -53,19 +54,28 @@ class GaussianNoise(Layer):
         return tuple(input_shape)
 
 
-class GaussianDropout(Layer):
+class _RateDropout(Layer):
+    """A dropout of `rate` in [0, 1) that keeps the input's shape."""
+
     supports_masking = True
 
     def __init__(self, rate, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
         if not 0.0 <= rate < 1.0:
-            raise ValueError(f"GaussianDropout rate must be in [0, 1), got {rate}")
+            raise ValueError(f"{type(self).__name__} rate must be in [0, 1), got {rate}")
         self.rate = float(rate)
 
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class GaussianDropout(_RateDropout):
     def forward(self, x):
         if not self.training or self.rate <= 0:
             return x
         return x * (1.0 + torch.randn_like(x) * math.sqrt(self.rate / (1.0 - self.rate)))
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+
+class AlphaDropout(_RateDropout):
+    def forward(self, x):
+        return F.alpha_dropout(x, self.rate, self.training)

@@ -52,6 +52,17 @@ def attention():
     return keras.Model(tokens, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
 
 
+def luong():
+    # Keras' attention layers without projections: dot-product (scaled) and additive, on masked tokens.
+    tokens = keras.Input((None,), dtype="int32")
+    x = layers.Embedding(50, 8, mask_zero=True)(tokens)
+    keys = layers.Dense(8)(x)
+    dot = layers.Attention(use_scale=True)([x, x, keys])
+    additive = layers.AdditiveAttention()([x, keys])
+    x = layers.Concatenate()([dot, additive])
+    return keras.Model(tokens, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
+
+
 def states():
     # Both directions' outputs and final states (merge_mode=None, return_state): the states after each
     # row's last real step.
@@ -78,7 +89,7 @@ def seq2seq(rng):
 
 MODELS = {"masked_bidirectional": (bidirectional, "tokens"), "masked_pooling": (pooling, "tokens"),
           "masked_features": (features, "features"), "masked_attention": (attention, "tokens"),
-          "masked_states": (states, "tokens")}
+          "masked_states": (states, "tokens"), "masked_luong": (luong, "tokens")}
 
 
 def padded(rng, kind, rows):

@@ -182,13 +182,22 @@ def attention():
     return keras.Model(steps, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
 
 
+def repeated():
+    # An LSTM encoder repeated for a decoder, with the identity-at-inference layers and a similarity by Dot.
+    steps = keras.Input((6, 3))
+    x = layers.RepeatVector(3)(layers.AlphaDropout(0.1)(layers.Identity()(layers.LSTM(4)(steps))))
+    x = layers.LSTM(4, return_sequences=True)(x)
+    x = layers.Dot(axes=(2, 2), normalize=True)([x, layers.Dense(4)(x)])
+    return keras.Model(steps, layers.Dense(3, activation="softmax")(layers.Flatten()(x)))
+
+
 MODELS = {"seed_convnet": (seed_convnet, (28, 28, 1), 10), "resnet_block": (resnet_block, (16, 16, 3), 5),
           "separable": (separable, (15, 15, 3), 4), "text": (text, "tokens", 3),
           "operations": (operations, (8, 8, 3), 5), "custom": (custom, (6,), 3),
           "nested": (nested, (8, 8, 3), 5),
           "resampling": (resampling, (9, 10, 3), 3), "decoder": (decoder, (5, 6, 4), 3),
           "sequence": (sequence, (12, 4), 3), "video": (video, (4, 8, 8, 3), 3),
-          "attention": (attention, (10, 6), 3)}
+          "attention": (attention, (10, 6), 3), "repeated": (repeated, (6, 3), 3)}
 
 
 def main(out):
