@@ -1,11 +1,12 @@
 """SimpleRNN, LSTM and GRU over (batch, steps, features) inputs, with Keras' arguments and masks.
 
 Parameters use torch's names and gate order (`weight_ih`, `weight_hh`, `bias_ih`,
-`bias_hh`; LSTM gates i, f, g, o; GRU gates r, z, n). With the default activations, no
-recurrent dropout and no mask, LSTM and GRU run torch's fused kernels (`torch.lstm` /
-`torch.gru`); anything else (other activations, GRU's `reset_after=False`, Keras 2's old
-default that applies the reset gate before the recurrent matmul, a mask, SimpleRNN) runs a
-step loop with the same parameters.
+`bias_hh`; LSTM gates i, f, g, o; GRU gates r, z, n). With the default activations and no
+recurrent dropout, LSTM and GRU run torch's fused kernels (`torch.lstm` / `torch.gru`), under a
+mask too (each row's real steps moved to the front); anything else (other
+activations, GRU's `reset_after=False`, Keras 2's old default that applies the reset gate before
+the recurrent matmul, recurrent dropout in training, SimpleRNN, an LSTM's final `c` under a mask)
+runs a step loop with the same parameters.
 
 A mask (batch, steps), True for real steps, works as in Keras' RNN loop: a masked step keeps
 the previous state and outputs the previous output (zeros before the first real step, and always
@@ -84,9 +85,14 @@ class _Recurrent(Layer):
             keep = 1.0 - self.dropout
             x = x * torch.bernoulli(x.new_full((x.shape[0], 1, x.shape[2]), keep)) / keep
         state = self._initial_state(x, initial_state)
-        fused = (self.activation_name == "tanh" and self.recurrent_activation_name == "sigmoid" and mask is None
-                 and self.fused_ok and not (self.training and self.recurrent_dropout))
-        sequence, state = self.run_fused(x, state) if fused else self.run_loop(x, state, mask)
+        fused = (self.activation_name == "tanh" and self.recurrent_activation_name == "sigmoid" and self.fused_ok
+                 and not (self.training and self.recurrent_dropout))
+        if fused and mask is None:
+            sequence, state = self.run_fused(x, state)
+        elif fused and not (self.return_state and self.state_count == 2):  # an LSTM's last c needs the loop
+            sequence, state = self.run_fused_masked(x, state, mask)
+        else:
+            sequence, state = self.run_loop(x, state, mask)
         output = sequence if self.return_sequences else sequence[:, -1]
         return [output, *state] if self.return_state else output
 
@@ -103,6 +109,22 @@ class _Recurrent(Layer):
 
     def _params(self):
         return [p for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh) if p is not None]
+
+    def run_fused_masked(self, x, state, mask):
+        """The fused kernel under a mask: (outputs, (h,)). Masked steps leave the state as it was, so each
+        row's real steps, moved to the front in order, give the same states one after the other; every
+        step then outputs the output of the real steps so far (zeros before the first). No Python loop,
+        and the sequence length stays free in an export."""
+        count = mask.long().cumsum(1)  # real steps up to each position
+        length = count[:, -1:]
+        steps = torch.arange(1, mask.shape[1] + 1, device=mask.device)[None]
+        to = torch.where(mask, count - 1, length + steps - count - 1)  # real steps first, both in order
+        compact = torch.zeros_like(x).scatter(1, to[..., None].expand_as(x), x)
+        outputs, _ = self.run_fused(compact, state)
+        seen = torch.gather(outputs, 1, (count - 1).clamp(min=0)[..., None].expand(-1, -1, self.units))
+        sequence = torch.where((count > 0 if not self.zero_output_for_mask else mask)[..., None], seen, 0.0)
+        last = torch.gather(outputs, 1, (length - 1).clamp(min=0)[..., None].expand(-1, 1, self.units))[:, 0]
+        return sequence, (torch.where(length > 0, last, state[0]),)
 
     def run_loop(self, x, state, mask):
         """One step at a time: (outputs, final state); the state is a tuple whose first item is the output (h)."""
