@@ -213,6 +213,18 @@ def _build_layer_norm(config, layout, shape, keras2=False):
                                  scale=config.get("scale", True), name=config["name"])], KERAS
 
 
+def _build_rms_norm(config, layout, shape, keras2=False):
+    axis = config.get("axis", -1)
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if not isinstance(axis, int) or axis % (len(shape) + 1) != len(shape):
+        raise UnsupportedConfig(f"RMSNormalization over axis {config.get('axis')!r} (the last axis is)")
+    return [L.RMSNormalization(config.get("epsilon", 1e-6), name=config["name"])], KERAS
+
+
+def _rms_norm_weights(arrays, config, layout, shape):
+    return {"scale": arrays[0]} if len(arrays) == 1 else {}
+
+
 def _layer_norm_weights(arrays, config, layout, shape):
     names = (["weight"] if config.get("scale", True) else []) + (["bias"] if config.get("center", True) else [])
     return dict(zip(names, arrays))
@@ -510,6 +522,7 @@ KERAS_LAYERS = {
     "BatchNormalization": KerasLayer(_build_batch_norm, _batch_norm_weights, _ANY),
     "LayerNormalization": KerasLayer(_build_layer_norm, _layer_norm_weights),
     "GroupNormalization": KerasLayer(_build_group_norm, _layer_norm_weights, _IMAGE),
+    "RMSNormalization": KerasLayer(_build_rms_norm, _rms_norm_weights),
     "UnitNormalization": KerasLayer(_build_unit_norm, accepts=_IMAGE),
     "LayerScale": KerasLayer(_build_layer_scale, _layer_scale_weights),
     "SpatialDropout1D": KerasLayer(_build_spatial_dropout(L.SpatialDropout1D), accepts=_IMAGE),

@@ -12,7 +12,7 @@ from ember.define.layers.merging import (Add, Average, Concatenate, Dot, Maximum
                                          Subtract, add, average, concatenate, maximum, minimum, multiply, subtract)
 from ember.define.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from ember.define.layers.normalization import (BatchNorm, BatchNormalization, GroupNormalization, LayerNorm,
-                                               LayerNormalization, UnitNormalization)
+                                               LayerNormalization, RMSNormalization, UnitNormalization)
 from ember.define.layers.padding import Cropping1D, Cropping2D, ZeroPadding1D, ZeroPadding2D
 from ember.define.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                          AvgPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,

@@ -89,6 +89,27 @@ class LayerNorm(Layer):
         return tuple(input_shape)
 
 
+class RMSNormalization(Layer):
+    """`x / sqrt(mean(x**2) + epsilon) * scale` over the last axis (Keras' layer with its default axis)."""
+
+    supports_masking = True
+
+    def __init__(self, epsilon=1e-6, *, input_shape=None, name=None):
+        super().__init__(input_shape=input_shape, name=name)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        self.scale = nn.Parameter(torch.ones(int(input_shape[-1])))
+
+    def forward(self, x):
+        if x.shape[-1] != self.scale.shape[0]:
+            raise self.shape_error(("batch", "...", self.scale.shape[0]), tuple(x.shape))
+        return F.rms_norm(x, self.scale.shape, self.scale, self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
 class GroupNormalization(Layer):
     """Normalises each sample over groups of `groups` consecutive channels (and every other axis) with
     the group's mean and biased variance, then scales and shifts per channel: Keras' layer, on the

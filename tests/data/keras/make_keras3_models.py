@@ -174,11 +174,12 @@ def video():
 
 def attention():
     # A transformer block: causal self-attention with a residual merge, then attention with its own
-    # value size, output size and gate.
+    # value size, output size and gate, RMS-normalized.
     steps = keras.Input((10, 6))
     x = layers.Dense(8)(steps)
     x = layers.LayerNormalization()(layers.Add()([x, layers.MultiHeadAttention(2, 4)(x, x, use_causal_mask=True)]))
     x = layers.MultiHeadAttention(3, 2, value_dim=5, output_shape=7, use_gate=True)(x, steps)
+    x = layers.RMSNormalization()(x)
     return keras.Model(steps, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
 
 
