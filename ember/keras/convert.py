@@ -275,6 +275,13 @@ class _Builder:
         if self.reader.expect(entry["config"].get("trainable", True), bool, f"layer '{name}': trainable",
                               "true or false") is False and not step.custom:
             _freeze(step.modules)  # Keras' `trainable = False`: fit leaves its weights and statistics
+        self.add_call_arguments(step, entry, keywords, call.options)
+        return out_ref
+
+    def add_call_arguments(self, step, entry, keywords, options):
+        """The keyword arguments of the call the step's first module takes: tensors (masks, initial
+        states) by ref, and the options Keras recorded that ember reproduces."""
+        class_name, name = entry["class_name"], entry["config"]["name"]
         for key in sorted(keywords):
             if takes_argument(step.modules[0], key):
                 step.keywords[key] = keywords[key]
@@ -282,7 +289,7 @@ class _Builder:
                 self.problems.append(f"'{name}' ({class_name}) is given the tensor argument {key}=, which its "
                                      f"ember module {type(step.modules[0]).__name__} does not take")
         call_options = KERAS_LAYERS[class_name].call_options if class_name in KERAS_LAYERS and not step.custom else ()
-        for key, value in sorted(call.options.items()):
+        for key, value in sorted(options.items()):
             if key == "training":  # `base_model(x, training=False)`: this call's mode
                 if value is not None and not isinstance(value, bool):
                     self.reader.fail(f"layer '{name}': the call's training", "true, false or null", value)
@@ -296,7 +303,6 @@ class _Builder:
             elif value is not None and value is not False:
                 self.problems.append(f"'{name}' ({class_name}) is called with {key}={value!r:.60}, which ember's "
                                      f"{type(step.modules[0]).__name__} does not take")
-        return out_ref
 
     def add_built_in(self, entry, refs, list_input, out_ref, keywords):
         """The step of a built-in Keras layer (None where it cannot be built); `keywords`: the tensor
