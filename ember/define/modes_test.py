@@ -38,3 +38,17 @@ def test_a_call_in_inference_mode_stays_there_while_the_model_trains(tmp_path):
     assert torch.all(loaded(x) >= 1) and all(m.training for m in loaded.modules())  # the mode is put back
     layer = L.Dropout(0.9).train()
     assert torch.equal(layer(x, training=False), x) and layer.training
+
+
+def test_frozen_layers_inside_wrappers_rebuild_from_their_configs():
+    inner = L.Dense(3)
+    inner.trainable = False
+    spread = L.TimeDistributed(inner)
+    spread.build_for((4, 5))
+    assert spread.layer.trainable is False
+    assert L.TimeDistributed.from_config(spread.get_config()).layer.trainable is False
+    lstm = L.LSTM(3)
+    lstm.trainable = False
+    both = L.Bidirectional(lstm)
+    assert both.backward_layer.trainable is False
+    assert L.Bidirectional.from_config(both.get_config()).forward_layer.trainable is False

@@ -36,7 +36,7 @@ class Bidirectional(Layer):
         if backward_layer is None:
             config = {**self.forward_layer.get_config(), "go_backwards": not self.forward_layer.go_backwards,
                       "name": f"backward_{self.forward_layer.name or 'layer'}", "input_shape": None}
-            backward_layer = type(self.forward_layer)(**config)
+            backward_layer = type(self.forward_layer).from_config(config)
         self.backward_layer = _recurrent_layer(backward_layer, "backward_layer")
         if self.backward_layer.go_backwards == self.forward_layer.go_backwards:
             raise ValueError("Bidirectional's forward and backward layers must differ in go_backwards, both have "
@@ -104,7 +104,7 @@ def _outputs(value, return_state):
 
 def _recurrent_layer(value, argument):
     if isinstance(value, dict) and value.get("class_name") in RECURRENT_LAYERS:
-        value = RECURRENT_LAYERS[value["class_name"]](**value.get("config", {}))
+        value = RECURRENT_LAYERS[value["class_name"]].from_config(value.get("config", {}))
     if not isinstance(value, tuple(RECURRENT_LAYERS.values())):
         raise TypeError(f"Bidirectional's {argument} must be a SimpleRNN, LSTM or GRU layer (or its config "
                         f"{{'class_name': ..., 'config': ...}}), got {value!r:.100}")

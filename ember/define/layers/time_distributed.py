@@ -71,7 +71,7 @@ def _inner_layer(value):
 
         layer_cls = getattr(layers, str(value.get("class_name")), None)
         if isinstance(layer_cls, type) and issubclass(layer_cls, Layer):
-            return layer_cls(**value.get("config", {}))
+            return layer_cls.from_config(value.get("config", {}))
     if isinstance(value, nn.Module):
         return value
     raise TypeError(f"TimeDistributed wraps a torch module (or an ember layer's config), got {value!r:.100}")
