@@ -10,7 +10,7 @@ from torch import nn
 
 from ember.define.layers.base import default_name
 from ember.define.model import Model
-from ember.define.modes import in_mode
+from ember.define.modes import call_in_mode
 from ember.define.ops import OPS
 from ember.define.symbolic import SymbolicTensor, flatten
 from ember.saving.registry import register_config_class
@@ -43,8 +43,8 @@ class Functional(Model):
         for node in self.graph["nodes"]:
             call = self.layers[node["layer"]] if "layer" in node else OPS[node["op"]]
             kwargs = _decode(node["kwargs"], values)
-            with in_mode(call, kwargs.pop("training", None) if "layer" in node else None):
-                _bind(node["outputs"], call(*_decode(node["args"], values), **kwargs), values)
+            training = kwargs.pop("training", None) if "layer" in node else None  # no context per plain node
+            _bind(node["outputs"], call_in_mode(call, training, *_decode(node["args"], values), **kwargs), values)
         return _decode(self.graph["outputs"], values)
 
     def _bind_inputs(self, x) -> dict:

@@ -9,6 +9,14 @@ evaluated model runs with no mode switches at all.
 import contextlib
 
 
+def call_in_mode(module, training, *args, **kwargs):
+    """`module(*args, **kwargs)` in the mode `training` asks for (None: as the module is)."""
+    if training is None:
+        return module(*args, **kwargs)
+    with in_mode(module, training):
+        return module(*args, **kwargs)
+
+
 @contextlib.contextmanager
 def in_mode(module, training):
     """`module` and every module inside it in training (True) or inference (False) mode for the block;

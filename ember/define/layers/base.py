@@ -14,7 +14,7 @@ from torch import nn
 
 from ember.config import normalize_data_format
 from ember.define.config_record import record_init_arguments
-from ember.define.modes import in_mode
+from ember.define.modes import call_in_mode
 from ember.define.symbolic import call_module, holds_symbolic
 from ember.errors import ShapeError
 
@@ -79,9 +79,7 @@ class Layer(nn.Module):
         if holds_symbolic(x):  # defining a functional model: record the call, infer shapes
             return call_module(self, (x, *args), kwargs)
         if "training" in kwargs:  # Keras' per-call mode
-            training = kwargs.pop("training")
-            with in_mode(self, training):
-                return self(x, *args, **kwargs)
+            return call_in_mode(self, kwargs.pop("training"), x, *args, **kwargs)
         if not self.built and self.call_input_shape is not None:
             self.build_for(self.call_input_shape(x, *args, **kwargs))
         elif not self.built and isinstance(x, torch.Tensor):
