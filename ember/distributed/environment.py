@@ -11,6 +11,7 @@ The first of these that applies wins:
    the step's first host and a port derived from the job id (MASTER_ADDR / MASTER_PORT override).
 None of them: one process.
 """
+import atexit
 import contextlib
 import datetime
 import json
@@ -169,9 +170,20 @@ def init_process_group(job: Job | None, device: torch.device, timeout: float | N
     options = {"timeout": datetime.timedelta(seconds=timeout)} if timeout else {}
     if job is None:
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, **options)
-        return
-    dist.init_process_group(backend, init_method=_init_method(job), rank=job.rank, world_size=job.world_size,
-                            device_id=device if device.type == "cuda" else None, **options)
+    else:
+        dist.init_process_group(backend, init_method=_init_method(job), rank=job.rank, world_size=job.world_size,
+                                device_id=device if device.type == "cuda" else None, **options)
+    atexit.register(_destroy_at_exit, dist.group.WORLD)
+
+
+def _destroy_at_exit(group) -> None:
+    """Destroy the group this module made while the interpreter is still whole: left to the
+    interpreter's teardown, gloo's worker threads can abort the process ("terminate called
+    without an active exception", exit -6) after a run that succeeded. Not after an uncaught
+    exception, where the other ranks may be inside a collective that would never end."""
+    if hasattr(sys, "last_value") or not dist.is_initialized() or dist.group.WORLD is not group:
+        return  # died of an exception, or the group was destroyed (and maybe replaced) by the script
+    dist.destroy_process_group()
 
 
 def _init_method(job: Job) -> str:

@@ -1,4 +1,6 @@
+import subprocess
 import sys
+import textwrap
 import types
 
 import pytest
@@ -115,3 +117,21 @@ def test_a_process_drives_its_local_ranks_gpu_or_the_only_one_it_sees(visible, l
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     assert rank_device(Job(7, 8, local_rank, "gpu07", 14242, "slurm")) == torch.device("cuda", index)
     assert chosen == [index]
+
+
+@pytest.mark.parametrize("ending, destroyed", [("pass", True), ("raise SystemExit(3)", True),
+                                               ("raise ValueError('boom')", False)])
+def test_the_group_ember_made_is_destroyed_at_exit_unless_the_process_died_of_an_error(ending, destroyed):
+    """Left to the interpreter's teardown, gloo can abort a process that succeeded (exit -6); after
+    an uncaught error the other ranks may be inside a collective, so the group is left alone."""
+    script = textwrap.dedent(f"""
+        import atexit
+        import torch, torch.distributed as dist
+        from ember.distributed.environment import init_process_group
+        atexit.register(lambda: print("initialized at the end:", dist.is_initialized()))  # runs after ember's
+        init_process_group(None, torch.device("cpu"))
+        assert dist.is_initialized()
+        {ending}
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert f"initialized at the end: {not destroyed}" in done.stdout, done.stderr
