@@ -50,8 +50,16 @@ def predict(model, images):
         return model.eval()(images).numpy()
 
 
+def random_images(rng, rows, like):
+    """`rows` images of uniform pixels in [0, 255], shaped and laid out as the batch `like`."""
+    pixels = rng.uniform(0, 255, (rows, *like.shape[1:]))
+    return torch.from_numpy(pixels.astype("float32"))
+
+
 def fit_one_epoch(model, images):
-    """One epoch on a few random rows against random targets (mse fits a logits or a feature-map output)."""
+    """One epoch on a few distinct rows against random targets (mse fits a logits or a feature-map output).
+    Distinct: a batch holding one image twice has zero variance wherever the feature map is 1x1, and
+    BatchNormalization's gradient there (1/sqrt(epsilon) per layer) overflows to NaN, in Keras too."""
     targets = torch.randn_like(torch.from_numpy(predict(model, images)))
     model.compile(optimizer="adam", loss="mse")
     started = time.perf_counter()
@@ -63,13 +71,9 @@ def export(model, images, formats):
     """ONNX (and int8, calibrated on random images) against the converted model; int8 also by top-1 agreement
     with it on INT8_ROWS random images."""
     rng = np.random.default_rng(1)
-
-    def random_images(rows):
-        return torch.from_numpy(rng.uniform(0, 255, (rows, *images.shape[1:])).astype("float32"))
-
-    held = random_images(INT8_ROWS if "int8" in formats else EXPORT_ROWS)
+    held = random_images(rng, INT8_ROWS if "int8" in formats else EXPORT_ROWS, images)
     labels = predict(model, held).argmax(-1)
-    calibration = random_images(INT8_ROWS) if "int8" in formats else None
+    calibration = random_images(rng, INT8_ROWS, images) if "int8" in formats else None
     with tempfile.TemporaryDirectory() as folder:
         reports = model.export(folder, format=formats, example=images, held_out=(held, labels),
                                calibration_data=calibration)
@@ -116,8 +120,8 @@ def main():
             except Exception as error:  # reported, so that the fit and the other models still run
                 report.update({name: {"error": f"{type(error).__name__}: {error}"} for name in formats})
         if "fit" in checks:
-            rows = torch.cat([batch] * (FIT_ROWS // len(batch)))
-            report["fit"] = fit_one_epoch(model, rows)
+            others = random_images(np.random.default_rng(0), FIT_ROWS - len(batch), batch)
+            report["fit"] = fit_one_epoch(model, torch.cat([batch, others]))
     print(json.dumps(report))
 
 
