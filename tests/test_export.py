@@ -1,5 +1,6 @@
 """export(): a small transformer, the CLI, and bad input (uncapturable forward, wrong shapes, corrupt files)."""
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -38,6 +39,31 @@ def test_transformer_exports_to_onnx_and_program_with_variable_batch_and_length(
     assert np.abs(session.run(None, {"input": ids.numpy()})[0] - eager).max() <= 1e-4
     program = torch.export.load(str(tmp_path / "model.pt2")).module()
     assert np.abs(program(ids).detach().numpy() - eager).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_masked_recurrent_model_exports_with_a_variable_sequence_length(tmp_path):
+    """torch traces LSTM/GRU unrolled over the example's steps unless told otherwise: the export must
+    answer padded batches of other lengths, in ONNX (its LSTM and GRU operators) and in .pt2."""
+    ember.seed(0)
+    model = ember.Sequential([layers.Embedding(50, 8, mask_zero=True),
+                              layers.Bidirectional(layers.LSTM(8, return_sequences=True)), layers.GRU(8),
+                              layers.Dense(3)])
+    example = torch.randint(1, 50, (2, 7))
+    example[1, 4:] = 0
+    reports = model.export(tmp_path, format=["onnx", "program"], example=example)
+    assert all(r.max_abs_diff <= 1e-5 for r in reports)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", "sequence"]
+    assert {node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node} >= {"LSTM", "GRU"}
+    program = torch.export.load(str(tmp_path / "model.pt2")).module()
+    for length in (3, 12):
+        ids = torch.randint(1, 50, (3, length))
+        ids[0, length // 2:] = 0
+        with torch.inference_mode():
+            eager = model.eval()(ids).numpy()
+        assert np.abs(session.run(None, {"input": ids.numpy()})[0] - eager).max() <= 1e-5
+        assert np.abs(program(ids).detach().numpy() - eager).max() <= 1e-5
 
 
 class DataDependentBranch(ember.Model):
@@ -146,7 +172,7 @@ def test_an_output_named_like_an_inner_op_exports(tmp_path):
     model = ember.Model(image, layers.ReLU(name="relu")(layers.Dense(4)(layers.Flatten()(x) - 0.5)))
     report = model.export(tmp_path, format="onnx", example=torch.randn(2, 5, 5, 2))
     assert report.max_abs_diff <= 1e-5
-    graph = __import__("onnx").load(str(tmp_path / "model.onnx")).graph
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
     assert [o.name for o in graph.output] == ["relu"]
     assert sum(name == "relu" for node in graph.node for name in node.output) == 1
 

@@ -258,6 +258,24 @@ def test_masked_text_models_match_keras_and_ignore_padding(masked_keras_models, 
 
 
 @pytest.mark.slow
+def test_a_masked_text_model_exports_for_any_sequence_length(masked_keras_models, no_keras, tmp_path):
+    """Embedding(mask_zero) -> Bidirectional(LSTM) -> Bidirectional(GRU): ONNX LSTM/GRU operators, so the
+    export answers a padded batch and a row cut to its own length, neither of them the example's shape."""
+    import onnxruntime
+
+    x = np.load(masked_keras_models / "masked_bidirectional_inputs.npy")
+    model = ember.from_keras(masked_keras_models / "masked_bidirectional.keras")
+    model.export(tmp_path, format="onnx", example=torch.from_numpy(x[:2, :-1]))
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    assert session.get_inputs()[0].shape == ["batch", "sequence"]
+    expected = np.load(masked_keras_models / "masked_bidirectional_predictions.npy")
+    assert np.abs(session.run(None, {session.get_inputs()[0].name: x})[0] - expected).max() <= 1e-5
+    row, length = 1, int((x[1] != 0).sum())
+    alone = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(x[row:row + 1, :length])})[0]
+    assert np.abs(alone[0] - expected[row]).max() <= 1e-5
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
 def test_an_encoder_hands_its_states_to_a_decoder_as_in_keras(masked_keras_models, no_keras, extension):
     """LSTM(return_state=True) and LSTM(...)(x, initial_state=[h, c]): several outputs per call, state inputs."""

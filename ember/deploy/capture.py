@@ -4,6 +4,7 @@ Every graph exporter starts here: ONNX and `.pt2` from the dynamic-batch capture
 and ExecuTorch from a static one. A forward that cannot be captured raises `CaptureError`
 naming the construct, the line of the user's code that hit it, and a fix.
 """
+import contextlib
 import re
 import traceback
 from pathlib import Path
@@ -42,14 +43,44 @@ def capture(model, inputs: ModelInputs, dynamic: bool = True) -> torch.export.Ex
     example = inputs.at_least_two_rows() if dynamic else inputs
     args, kwargs = example.args_kwargs()
     try:
-        program = torch.export.export(model, args, kwargs, strict=False,
-                                      dynamic_shapes=example.dynamic_shapes() if dynamic else None)
+        with recurrent_loops() if dynamic else contextlib.nullcontext():
+            program = torch.export.export(model, args, kwargs, strict=False,
+                                          dynamic_shapes=example.dynamic_shapes() if dynamic else None)
     except Exception as error:
         raise CaptureError(explain(error, type(model).__name__)) from error
     if dynamic:
         inputs.fixed_sequence = _sequence_specialized(program, example)
     inputs.programs[dynamic] = program
     return program
+
+
+@contextlib.contextmanager
+def recurrent_loops():
+    """Trace torch's LSTM and GRU as a loop rather than unrolled over the example's steps, so that
+    their sequence length stays variable (torch.onnx applies the same patches when it captures a
+    module itself). Needed again around any later pass that traces the program (the ONNX
+    conversion's decompositions). Without them (a torch that lacks this private module) the length
+    is fixed, which `_sequence_specialized` reports."""
+    try:
+        from torch.export._patches import (register_gru_while_loop_decomposition,
+                                           register_lstm_while_loop_decomposition)
+    except ImportError:
+        yield
+        return
+    operators = (torch.ops.aten.lstm.input, torch.ops.aten.gru.input)
+    # The patches swap the operators' Python kernels without clearing the dispatch cache, which keeps
+    # the kernel of an earlier trace (an earlier export in this process): cleared going in and out.
+    _clear_dispatch_caches(operators)
+    try:
+        with register_lstm_while_loop_decomposition(), register_gru_while_loop_decomposition():
+            yield
+    finally:
+        _clear_dispatch_caches(operators)
+
+
+def _clear_dispatch_caches(operators) -> None:
+    for operator in operators:
+        getattr(operator, "_dispatch_cache", {}).clear()
 
 
 def _sequence_specialized(program, example: ModelInputs) -> bool:

@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import torch
 
-from ember.deploy.capture import CaptureError, capture, explain
+from ember.deploy.capture import CaptureError, capture, explain, recurrent_loops
 from ember.deploy.inputs import ModelInputs, output_names
 from ember.deploy.report import EagerBaseline, ExportReport
 
@@ -28,8 +28,9 @@ def write_onnx(model, inputs: ModelInputs, path: Path) -> None:
         names = output_names(inputs.call(model), model)
     placeholders = [f"{_PLACEHOLDER}{i}" for i in range(len(names))]
     try:
-        torch.onnx.export(program, f=str(path), input_names=inputs.names, output_names=placeholders,
-                          opset_version=OPSET, external_data=False, verbose=False)
+        with recurrent_loops():
+            torch.onnx.export(program, f=str(path), input_names=inputs.names, output_names=placeholders,
+                              opset_version=OPSET, external_data=False, verbose=False)
     except Exception as error:
         raise CaptureError(_explain_conversion(error, type(model).__name__)) from error
     proto = onnx.load(str(path))

@@ -63,7 +63,8 @@ class Layer(nn.Module):
         input_shape = tuple(input_shape)
         if not self.built:
             self.check_input_shape(input_shape)
-            self.build(input_shape)
+            with torch.inference_mode(False):  # built by a first call under inference_mode, still trainable
+                self.build(input_shape)
             self.built = True
             self.trainable = self._trainable  # parameters made by build follow the layer's setting
             self.input_shape = input_shape

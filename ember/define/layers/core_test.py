@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import ember
 from ember import layers as L
 from ember.errors import ShapeError
 
@@ -40,3 +41,14 @@ def test_layer_scale_matches_convnext():
 
     assert_matches_keras(reference, ours, x, channels_axis=None)
     assert torch.equal(L.LayerScale(1e-6, 3).gamma, torch.full((3,), 1e-6))
+
+
+def test_a_layer_first_called_under_inference_mode_still_trains():
+    """Export and serving run a model's first call under inference_mode; the weights that call builds
+    must stay ordinary tensors, or any later training step (or graph capture) fails."""
+    model = ember.Sequential([L.Dense(4), L.LSTM(3)])
+    with torch.inference_mode():
+        model(torch.randn(2, 5, 6))
+    assert not any(p.is_inference() for p in model.parameters())
+    model(torch.randn(2, 5, 6)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
