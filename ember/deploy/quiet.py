@@ -26,9 +26,11 @@ HARMLESS = [re.compile(pattern) for pattern in (
     r"\[cpuinfo_utils\.cpp:\d+\]",  # ExecuTorch's CPU probe
 )]
 # Python warnings nobody calling export() can change: torch 2.13's own exporters trip its LeafSpec
-# deprecation (a dozen per export), and torch.export's archive warns about CPU weights it handles.
+# deprecation (a dozen per export), torch's own loop form of LSTM/GRU (capture.recurrent_loops) calls
+# its deprecated _check_is_size, and torch.export's archive warns about CPU weights it handles.
 IGNORED_WARNINGS = [
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
+    (r"_check_is_size will be removed", FutureWarning),
     (r"No complete tensor found in the group", UserWarning),
 ]
 
