@@ -138,6 +138,10 @@ class ImageLayer(Layer):
         self.data_format = normalize_data_format(data_format)
         self.channels_last = self.data_format == "channels_last"
 
+    def spatial_names(self) -> tuple:
+        """The spatial axes' names in error messages: ("L",), ("H", "W") or ("D", "H", "W")."""
+        return {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}[self.spatial_dims]
+
     def channels(self, input_shape) -> int:
         return input_shape[-1] if self.channels_last else input_shape[0]
 
@@ -154,7 +158,7 @@ class ImageLayer(Layer):
     def check_input_shape(self, input_shape):
         rank = self.spatial_dims + 1
         if len(input_shape) != rank:
-            layout = ("H, W" if self.spatial_dims == 2 else "L")
+            layout = ", ".join(self.spatial_names())
             expected = f"(batch, {layout}, channels)" if self.channels_last else f"(batch, channels, {layout})"
             raise self.shape_error(expected, ("batch",) + tuple(input_shape))
 

@@ -1,4 +1,4 @@
-"""Convolutions: Conv1D, Conv2D, with Keras' `padding="same"|"valid"` (and "causal" for Conv1D) and
+"""Convolutions: Conv1D, Conv2D, Conv3D, with Keras' `padding="same"|"valid"` (and "causal" for Conv1D) and
 `data_format`."""
 import math
 
@@ -62,7 +62,7 @@ class _Conv(ImageLayer):
     def forward(self, x):
         expected_rank = self.spatial_dims + 2
         if x.dim() != expected_rank or x.shape[-1 if self.channels_last else 1] != self.in_channels:
-            spatial = ("H", "W")[: self.spatial_dims] if self.spatial_dims == 2 else ("L",)
+            spatial = self.spatial_names()
             expected = ("batch",) + (spatial + (self.in_channels,) if self.channels_last
                                      else (self.in_channels,) + spatial)
             raise self.shape_error(expected, tuple(x.shape))
@@ -84,3 +84,8 @@ class Conv2D(_Conv):
     spatial_dims = 2
     conv = staticmethod(F.conv2d)
     prefers_channels_last = True  # compile(channels_last="auto") turns it on for models with one
+
+
+class Conv3D(_Conv):
+    spatial_dims = 3
+    conv = staticmethod(F.conv3d)

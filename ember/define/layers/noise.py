@@ -1,5 +1,5 @@
 """Regularisation by noise, active only while training (identity in eval mode, as Keras at inference):
-SpatialDropout1D/2D (whole channels dropped), GaussianNoise (added N(0, stddev)), GaussianDropout
+SpatialDropout1D/2D/3D (whole channels dropped), GaussianNoise (added N(0, stddev)), GaussianDropout
 (multiplied by N(1, rate / (1 - rate))), AlphaDropout (dropped values set to SELU's negative saturation,
 then scaled and shifted to keep the mean and variance: for self-normalizing networks)."""
 import math
@@ -36,6 +36,11 @@ class SpatialDropout1D(_SpatialDropout):
 class SpatialDropout2D(_SpatialDropout):
     spatial_dims = 2
     dropout = staticmethod(F.dropout2d)
+
+
+class SpatialDropout3D(_SpatialDropout):
+    spatial_dims = 3
+    dropout = staticmethod(F.dropout3d)
 
 
 class GaussianNoise(Layer):

@@ -1,4 +1,4 @@
-"""ZeroPadding1D/2D and Cropping1D/2D: zeros added to, or rows cut from, the edges of each spatial axis.
+"""ZeroPadding1D/2D/3D and Cropping1D/2D/3D: zeros added to, or rows cut from, the edges of each spatial axis.
 
 Amounts are given as in Keras: one int for every edge, one int per axis (the same before and
 after), or a (before, after) pair per axis: `ZeroPadding2D(((top, bottom), (left, right)))`.
@@ -60,9 +60,17 @@ class ZeroPadding2D(_ZeroPadding):
     spatial_dims = 2
 
 
+class ZeroPadding3D(_ZeroPadding):
+    spatial_dims = 3
+
+
 class Cropping1D(_Cropping):
     spatial_dims = 1
 
 
 class Cropping2D(_Cropping):
     spatial_dims = 2
+
+
+class Cropping3D(_Cropping):
+    spatial_dims = 3

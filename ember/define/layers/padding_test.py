@@ -46,3 +46,14 @@ def test_errors_name_what_was_expected():
         L.Cropping2D(-1)
     with pytest.raises(ShapeError):
         L.ZeroPadding2D(1, data_format="channels_last")(torch.zeros(2, 5, 3))
+
+
+@pytest.mark.parametrize("amount", [1, (1, 0, 2), ((0, 1), (2, 1), (1, 0))])
+def test_three_dimensional_padding_and_cropping_match_keras(amount):
+    x = np.random.default_rng(1).normal(size=(2, 4, 5, 6, 3)).astype("float32")
+    k = keras()
+    assert_matches_keras(k.layers.ZeroPadding3D(amount),
+                         lambda data_format: L.ZeroPadding3D(amount, data_format=data_format), x)
+    assert_matches_keras(k.layers.Cropping3D(amount), lambda data_format: L.Cropping3D(amount, data_format=data_format), x)
+    with pytest.raises(ShapeError, match=r"D, H, W"):
+        L.ZeroPadding3D(amount).build_for((4, 5, 3))

@@ -49,6 +49,11 @@ class MaxPool2D(_MaxPool):
     pool = staticmethod(F.max_pool2d)
 
 
+class MaxPool3D(_MaxPool):
+    spatial_dims = 3
+    pool = staticmethod(F.max_pool3d)
+
+
 class AvgPool1D(_AvgPool):
     spatial_dims = 1
     pool = staticmethod(F.avg_pool1d)
@@ -57,6 +62,11 @@ class AvgPool1D(_AvgPool):
 class AvgPool2D(_AvgPool):
     spatial_dims = 2
     pool = staticmethod(F.avg_pool2d)
+
+
+class AvgPool3D(_AvgPool):
+    spatial_dims = 3
+    pool = staticmethod(F.avg_pool3d)
 
 
 class _GlobalPool(ImageLayer):
@@ -89,6 +99,11 @@ class GlobalAvgPool2D(_GlobalPool):
     reduce = staticmethod(lambda x, axes, keep: x.mean(dim=axes, keepdim=keep))
 
 
+class GlobalAvgPool3D(_GlobalPool):
+    spatial_dims = 3
+    reduce = staticmethod(lambda x, axes, keep: x.mean(dim=axes, keepdim=keep))
+
+
 class GlobalMaxPool1D(_GlobalPool):
     spatial_dims = 1
     reduce = staticmethod(lambda x, axes, keep: x.amax(dim=axes, keepdim=keep))
@@ -99,7 +114,12 @@ class GlobalMaxPool2D(_GlobalPool):
     reduce = staticmethod(lambda x, axes, keep: x.amax(dim=axes, keepdim=keep))
 
 
-MaxPooling1D, MaxPooling2D = MaxPool1D, MaxPool2D
-AveragePooling1D, AveragePooling2D, AvgPooling2D = AvgPool1D, AvgPool2D, AvgPool2D
-GlobalAveragePooling1D, GlobalAveragePooling2D = GlobalAvgPool1D, GlobalAvgPool2D
-GlobalMaxPooling1D, GlobalMaxPooling2D = GlobalMaxPool1D, GlobalMaxPool2D
+class GlobalMaxPool3D(_GlobalPool):
+    spatial_dims = 3
+    reduce = staticmethod(lambda x, axes, keep: x.amax(dim=axes, keepdim=keep))
+
+
+MaxPooling1D, MaxPooling2D, MaxPooling3D = MaxPool1D, MaxPool2D, MaxPool3D
+AveragePooling1D, AveragePooling2D, AveragePooling3D, AvgPooling2D = AvgPool1D, AvgPool2D, AvgPool3D, AvgPool2D
+GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D = GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D
+GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D = GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D

@@ -1,4 +1,4 @@
-"""Conv1DTranspose and Conv2DTranspose (upsampling convolutions) with Keras' `padding`, `output_padding`,
+"""Conv1DTranspose, Conv2DTranspose and Conv3DTranspose (upsampling convolutions) with Keras' `padding`, `output_padding`,
 `strides` and `dilation_rate`.
 
 Keras' "same" padding with a stride can need more rows cut on one side than the other, which
@@ -72,3 +72,8 @@ class Conv1DTranspose(_ConvTranspose):
 class Conv2DTranspose(_ConvTranspose):
     spatial_dims = 2
     conv_transpose = staticmethod(F.conv_transpose2d)
+
+
+class Conv3DTranspose(_ConvTranspose):
+    spatial_dims = 3
+    conv_transpose = staticmethod(F.conv_transpose3d)

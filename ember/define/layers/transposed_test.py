@@ -64,3 +64,19 @@ def test_output_padding_must_be_below_the_stride():
     assert layer.output_shape == (4, 10, 12) and layer.weight.shape == (3, 4, 3, 3)
     with pytest.raises(Exception, match="with 3 channels"):
         layer(torch.zeros(1, 2, 5, 6))
+
+
+@pytest.mark.parametrize("cls, kwargs", [("Conv3D", dict(strides=(1, 2, 1), padding="same")),
+                                         ("Conv3D", dict(dilation_rate=(1, 1, 2))),
+                                         ("Conv3DTranspose", dict(strides=2, padding="same")),
+                                         ("Conv3DTranspose", dict(strides=(2, 1, 3), padding="valid"))])
+def test_conv_3d_and_its_transpose_match_keras(cls, kwargs):
+    x = np.random.default_rng(1).normal(size=(2, 4, 5, 6, 3)).astype("float32")
+    reference = _built_with_bias(getattr(keras().layers, cls)(4, (2, 3, 2), **kwargs), x.shape[1:])
+
+    def ours(data_format):
+        layer = getattr(L, cls)(4, (2, 3, 2), **kwargs, data_format=data_format)
+        shape = x.shape[1:] if data_format == "channels_last" else (3,) + x.shape[1:4]
+        return _with_keras_weights(reference, layer, cls, shape)
+
+    assert_matches_keras(reference, ours, x)

@@ -1,5 +1,5 @@
-"""UpSampling1D/2D: each spatial axis made `size` times longer, by repeating rows ("nearest") or, for
-images, by bilinear interpolation at pixel centres (`align_corners=False`), as Keras' torch backend
+"""UpSampling1D/2D/3D: each spatial axis made `size` times longer, by repeating rows ("nearest") or, for
+2D images, by bilinear interpolation at pixel centres (`align_corners=False`), as Keras' torch backend
 resizes."""
 import torch.nn.functional as F
 
@@ -14,7 +14,7 @@ class _UpSampling(ImageLayer):
         super().__init__(data_format=data_format, input_shape=input_shape, name=name)
         self.size = _tuple(size, self.spatial_dims)
         self.interpolation = str(interpolation).lower()
-        if self.interpolation not in INTERPOLATIONS or self.interpolation != "nearest" and self.spatial_dims == 1:
+        if self.interpolation not in INTERPOLATIONS or self.interpolation != "nearest" and self.spatial_dims != 2:
             allowed = INTERPOLATIONS if self.spatial_dims == 2 else ("nearest",)
             raise ValueError(f"interpolation must be one of {allowed}, got {interpolation!r}")
 
@@ -40,3 +40,10 @@ class UpSampling1D(_UpSampling):
 
 class UpSampling2D(_UpSampling):
     spatial_dims = 2
+
+
+class UpSampling3D(_UpSampling):
+    spatial_dims = 3
+
+    def __init__(self, size=2, *, data_format=None, input_shape=None, name=None):
+        super().__init__(size, data_format=data_format, input_shape=input_shape, name=name)

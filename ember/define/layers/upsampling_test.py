@@ -23,3 +23,9 @@ def test_unknown_interpolation_is_refused_by_name():
     with pytest.raises(ValueError, match=r"interpolation must be one of \('nearest', 'bilinear'\), got 'lanczos3'"):
         L.UpSampling2D(2, "lanczos3")
     assert L.UpSampling2D(2, data_format="channels_last", input_shape=(4, 5, 3)).output_shape == (8, 10, 3)
+
+
+def test_upsampling_3d_matches_keras():
+    x = np.random.default_rng(1).normal(size=(2, 3, 4, 2, 3)).astype("float32")
+    assert_matches_keras(keras().layers.UpSampling3D((2, 1, 3)),
+                         lambda data_format: L.UpSampling3D((2, 1, 3), data_format=data_format), x)

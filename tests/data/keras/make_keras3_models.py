@@ -172,6 +172,22 @@ def video():
     return keras.Model(frames, layers.Dense(3, activation="softmax")(layers.LSTM(6)(x)))
 
 
+def volume():
+    # 3D convolutions, pooling, padding, cropping and up-sampling, as on medical volumes (D, H, W, C).
+    cube = keras.Input((6, 7, 8, 2))
+    x = layers.Conv3D(4, 3, strides=2, padding="same", activation="relu")(cube)
+    x = layers.ZeroPadding3D(((1, 0), (0, 1), 1))(x)
+    x = layers.Conv3DTranspose(3, 2, strides=2, padding="same")(x)
+    x = layers.Cropping3D(((1, 1), (0, 2), 1))(x)
+    x = layers.AveragePooling3D(2, padding="same")(x)
+    x = layers.UpSampling3D((1, 2, 1))(x)
+    x = layers.SpatialDropout3D(0.2)(x)
+    x = layers.MaxPooling3D((1, 2, 2), padding="same")(x)
+    x = layers.Concatenate()([layers.GlobalAveragePooling3D()(x), layers.GlobalMaxPooling3D()(x),
+                              layers.Flatten()(layers.Conv3D(2, (1, 3, 2))(x))])
+    return keras.Model(cube, layers.Dense(3, activation="softmax")(x))
+
+
 def attention():
     # A transformer block: causal self-attention with a residual merge, then attention with its own
     # value size, output size and gate, RMS-normalized.
@@ -198,6 +214,7 @@ MODELS = {"seed_convnet": (seed_convnet, (28, 28, 1), 10), "resnet_block": (resn
           "nested": (nested, (8, 8, 3), 5),
           "resampling": (resampling, (9, 10, 3), 3), "decoder": (decoder, (5, 6, 4), 3),
           "sequence": (sequence, (12, 4), 3), "video": (video, (4, 8, 8, 3), 3),
+          "volume": (volume, (6, 7, 8, 2), 3),
           "attention": (attention, (10, 6), 3), "repeated": (repeated, (6, 3), 3)}
 
 
