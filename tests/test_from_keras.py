@@ -16,7 +16,7 @@ from ember.define import layers as L
 DATA = Path(__file__).parent / "data" / "keras"
 TOLERANCE = {"seed_convnet": 1e-5, "resnet_block": 1e-5, "separable": 1e-5, "text": 1e-4, "operations": 1e-5,
              "nested": 1e-5, "resampling": 1e-5, "decoder": 1e-5, "sequence": 1e-5, "video": 1e-5, "attention": 1e-5,
-             "repeated": 1e-5, "volume": 1e-5}
+             "repeated": 1e-5, "volume": 1e-5, "next_frames": 1e-5}
 
 
 def _keras_made(tmp_path_factory, script):
@@ -139,8 +139,9 @@ def test_converted_model_fine_tunes_saves_and_loads(keras_models, no_keras, tmp_
 @pytest.mark.slow
 # text: Embedding, LSTM, GRU (go_backwards), Conv1D; resampling and decoder: padding, cropping, resizing,
 # transposed convolutions, preprocessing and normalization layers, a broadcasting Multiply; video:
-# TimeDistributed; attention: MultiHeadAttention (causal, gated); volume: the 3D layers
-@pytest.mark.parametrize("name", ["resnet_block", "text", "resampling", "decoder", "video", "attention", "volume"])
+# TimeDistributed; attention: MultiHeadAttention (causal, gated); volume: the 3D layers; next_frames: ConvLSTM
+@pytest.mark.parametrize("name", ["resnet_block", "text", "resampling", "decoder", "video", "attention", "volume",
+                                  "next_frames"])
 def test_converted_model_exports_to_onnx(keras_models, no_keras, tmp_path, name):
     import onnxruntime
 

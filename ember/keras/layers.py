@@ -96,10 +96,13 @@ def _build_conv(cls, extra):
     return build
 
 
+def conv_kernel(kernel):
+    """Keras' convolution kernel (*spatial, in / groups, out) as torch's (out, in / groups, *spatial)."""
+    return np.transpose(kernel, (kernel.ndim - 1, kernel.ndim - 2) + tuple(range(kernel.ndim - 2)))
+
+
 def _conv_weights(arrays, config, layout, shape):
-    kernel = arrays[0]  # (*spatial, in / groups, out)
-    out = {"weight": np.transpose(kernel, (kernel.ndim - 1, kernel.ndim - 2) + tuple(range(kernel.ndim - 2)))}
-    return _with_bias(out, arrays, 1)
+    return _with_bias({"weight": conv_kernel(arrays[0])}, arrays, 1)
 
 
 def _depthwise_kernel(kernel):

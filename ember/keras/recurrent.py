@@ -1,5 +1,5 @@
-"""Keras' recurrent layers in ember: SimpleRNN, LSTM, GRU, Bidirectional around one of them, and
-TimeDistributed around any layer ember converts.
+"""Keras' recurrent layers in ember: SimpleRNN, LSTM, GRU, ConvLSTM1D/2D/3D, Bidirectional around
+SimpleRNN, LSTM or GRU, and TimeDistributed around any layer ember converts.
 
 Keras keeps a cell's kernel (features, gates * units), recurrent kernel (units, gates * units)
 and bias; torch's layout is the transposed matrices, with LSTM's gates in the same order and
@@ -10,26 +10,49 @@ layer's, then its backward layer's; a TimeDistributed's are its inner layer's. R
 import numpy as np
 
 from ember.define import layers as L
-from ember.keras.layers import KERAS, KERAS_LAYERS, KerasLayer, UnsupportedConfig, activation_name
+from ember.keras.layers import KERAS, KERAS_LAYERS, KerasLayer, UnsupportedConfig, activation_name, conv_kernel
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)  # None: the two directions' outputs, as two tensors
 
 
-def _recurrent_layer(cls, config, keras2):
+def _recurrent_options(config, keras2, recurrent_activation=True):
+    """The keyword arguments of every recurrent layer, from its config."""
     for option in ("stateful", "time_major"):
         if config.get(option):
             raise UnsupportedConfig(f"{option}=True")
-    kwargs = dict(activation=activation_name(config.get("activation", "tanh"), keras2),
-                  use_bias=config.get("use_bias", True), return_sequences=config.get("return_sequences", False),
-                  go_backwards=config.get("go_backwards", False), dropout=config.get("dropout", 0.0),
-                  recurrent_dropout=config.get("recurrent_dropout", 0.0),
-                  return_state=bool(config.get("return_state", False)),
-                  zero_output_for_mask=config.get("zero_output_for_mask", False), name=config["name"])
-    if cls is not L.SimpleRNN:
-        kwargs["recurrent_activation"] = activation_name(config.get("recurrent_activation", "sigmoid"), keras2)
+    options = dict(activation=activation_name(config.get("activation", "tanh"), keras2),
+                   use_bias=config.get("use_bias", True), return_sequences=config.get("return_sequences", False),
+                   go_backwards=config.get("go_backwards", False), dropout=config.get("dropout", 0.0),
+                   recurrent_dropout=config.get("recurrent_dropout", 0.0),
+                   return_state=bool(config.get("return_state", False)),
+                   zero_output_for_mask=config.get("zero_output_for_mask", False), name=config["name"])
+    if recurrent_activation:
+        options["recurrent_activation"] = activation_name(config.get("recurrent_activation", "sigmoid"), keras2)
+    return options
+
+
+def _recurrent_layer(cls, config, keras2):
+    kwargs = _recurrent_options(config, keras2, recurrent_activation=cls is not L.SimpleRNN)
     if cls is L.GRU:
         kwargs["reset_after"] = config.get("reset_after", True)
     return cls(config["units"], **kwargs)
+
+
+def _build_conv_lstm(cls):
+    def build(config, layout, shape, keras2=False):
+        return [cls(config["filters"], config["kernel_size"], config.get("strides", 1), config.get("padding", "valid"),
+                    config.get("dilation_rate", 1), data_format=config.get("data_format") or "channels_last",
+                    **_recurrent_options(config, keras2))], KERAS
+    return build
+
+
+def _conv_lstm_weights(arrays, config, layout, shape):
+    # Keras' kernels (*kernel, in, 4 * filters) and (*kernel, filters, 4 * filters), gates i, f, c, o on
+    # the last axis: the convolutions' weights once transposed. One bias, the input convolution's.
+    out = {"input_conv.weight": conv_kernel(arrays[0]), "recurrent_conv.weight": conv_kernel(arrays[1])}
+    if len(arrays) > 2:
+        out["input_conv.bias"] = arrays[2]
+    return out
 
 
 def _build_recurrent(cls):
@@ -143,4 +166,6 @@ RECURRENT_LAYERS = {
     **{name: KerasLayer(_build_recurrent(cls), weights) for name, (cls, weights) in _CELLS.items()},
     "Bidirectional": KerasLayer(_build_bidirectional, _bidirectional_weights),
     "TimeDistributed": KerasLayer(_build_time_distributed, _time_distributed_weights),
+    **{f"ConvLSTM{n}D": KerasLayer(_build_conv_lstm(getattr(L, f"ConvLSTM{n}D")), _conv_lstm_weights)
+       for n in (1, 2, 3)},
 }

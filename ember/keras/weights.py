@@ -67,9 +67,7 @@ def _layers_with_layout(model):
     """Ember layers in order, with the layout of a Dense/BatchNorm input that comes from a
     Flatten of channels_first images (its rows are in C,H,W order, Keras' in H,W,C)."""
     image_format, flat_layout = None, KERAS
-    for module in model.modules():
-        if not isinstance(module, Layer):
-            continue
+    for module in _outer_layers(model):
         if isinstance(module, ImageLayer):
             image_format, flat_layout = module.data_format, KERAS
         elif isinstance(module, L.Flatten) and image_format == "channels_first" and module.input_shape \
@@ -81,6 +79,16 @@ def _layers_with_layout(model):
         yield module, flat_layout if isinstance(module, (L.Dense, L.BatchNorm)) else KERAS
         if isinstance(module, L.Dense):
             flat_layout = KERAS
+
+
+def _outer_layers(module):
+    """The ember layers in `module` (nested models included), in order, but not the layers a layer is
+    made of (a ConvLSTM's convolutions, a Bidirectional's LSTMs): their layouts are the layer's own."""
+    for child in module.children():
+        if isinstance(child, Layer):
+            yield child
+        else:
+            yield from _outer_layers(child)
 
 
 def _keras3_groups(module, prefix, counters):

@@ -5,6 +5,7 @@ from ember.define.layers.augmentation import (RandomBrightness, RandomContrast, 
 from ember.define.layers.base import ImageLayer, Layer
 from ember.define.layers.bidirectional import Bidirectional
 from ember.define.layers.conv import Conv1D, Conv2D, Conv3D
+from ember.define.layers.conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from ember.define.layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from ember.define.layers.core import (ELU, Activation, Dense, Dropout, Embedding, Flatten, LayerScale, LeakyReLU,
                                       Masking, PReLU, ReLU, Reshape, Softmax)

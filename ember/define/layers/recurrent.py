@@ -69,9 +69,21 @@ class _Recurrent(Layer):
         output_mask = mask if self.return_sequences else None
         return [output_mask] + [None] * self.state_count if self.return_state else output_mask
 
-    def forward(self, x, mask=None, initial_state=None):
+    def check_steps(self, x):
+        """Raise a ShapeError unless `x` is a batch of steps this layer was built for."""
         if x.dim() != 3 or x.shape[-1] != self.in_features:
             raise self.shape_error(("batch", "steps", self.in_features), tuple(x.shape))
+
+    def state_shape(self, x) -> tuple:
+        """The shape of each state (h, and an LSTM's c) for the batch of steps `x`."""
+        return (x.shape[0], self.units)
+
+    def project(self, x):
+        """Every step's input transform at once (before the recurrence adds its own)."""
+        return F.linear(x, self.weight_ih, self.bias_ih)
+
+    def forward(self, x, mask=None, initial_state=None):
+        self.check_steps(x)
         if mask is not None:
             if tuple(mask.shape) != tuple(x.shape[:2]):
                 raise self.shape_error(f"a mask of shape (batch, steps) = {tuple(x.shape[:2])}",
@@ -83,7 +95,7 @@ class _Recurrent(Layer):
         if self.training and self.dropout:
             # Keras drops the same input features at every step.
             keep = 1.0 - self.dropout
-            x = x * torch.bernoulli(x.new_full((x.shape[0], 1, x.shape[2]), keep)) / keep
+            x = x * torch.bernoulli(x.new_full((x.shape[0], 1, *x.shape[2:]), keep)) / keep
         state = self._initial_state(x, initial_state)
         fused = (self.activation_name == "tanh" and self.recurrent_activation_name == "sigmoid" and self.fused_ok
                  and not (self.training and self.recurrent_dropout))
@@ -98,10 +110,10 @@ class _Recurrent(Layer):
 
     def _initial_state(self, x, given):
         """The state the recurrence starts from: zeros, or `initial_state`'s tensors, checked."""
+        expected = tuple(self.state_shape(x))
         if given is None:
-            return (x.new_zeros(x.shape[0], self.units),) * self.state_count
+            return (x.new_zeros(expected),) * self.state_count
         given = tuple(given) if isinstance(given, (list, tuple)) else (given,)
-        expected = (x.shape[0], self.units)
         if len(given) != self.state_count or any(tuple(t.shape) != expected for t in given):
             raise self.shape_error(f"initial_state: {self.state_count} tensor(s) of shape {expected}",
                                    f"initial_state: {[tuple(t.shape) for t in given]}")
@@ -129,12 +141,12 @@ class _Recurrent(Layer):
     def run_loop(self, x, state, mask):
         """One step at a time: (outputs, final state); the state is a tuple whose first item is the output (h)."""
         dropped = self._recurrent_dropout(state[0])
-        inputs = F.linear(x, self.weight_ih, self.bias_ih)
+        inputs = self.project(x)
         outputs, output = [], torch.zeros_like(state[0])  # Keras' output before the first step: zeros
         for t in range(x.shape[1]):
             new = self.step(inputs[:, t], state[0] if dropped is None else state[0] * dropped, state)
             if mask is not None:
-                real = mask[:, t, None]
+                real = mask[:, t].reshape((-1,) + (1,) * (state[0].dim() - 1))
                 output = torch.where(real, new[0], 0.0 if self.zero_output_for_mask else output)
                 new = tuple(torch.where(real, value, old) for value, old in zip(new, state))
             else:
@@ -175,8 +187,14 @@ class LSTM(_Recurrent):
                                   self.training, False, True)
         return output, (h[0], c[0])
 
+    gate_axis = -1  # the axis the four gates are stacked on
+
+    def recurrent(self, hidden):
+        """The recurrent transform of the previous output, all four gates stacked."""
+        return F.linear(hidden, self.weight_hh, self.bias_hh)
+
     def step(self, inputs, hidden, state):
-        i, f, g, o = (inputs + F.linear(hidden, self.weight_hh, self.bias_hh)).chunk(4, dim=-1)
+        i, f, g, o = (inputs + self.recurrent(hidden)).chunk(4, dim=self.gate_axis)
         c = self.recurrent_activation(f) * state[1] + self.recurrent_activation(i) * self.activation(g)
         return self.recurrent_activation(o) * self.activation(c), c
 

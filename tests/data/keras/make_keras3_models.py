@@ -188,6 +188,17 @@ def volume():
     return keras.Model(cube, layers.Dense(3, activation="softmax")(x))
 
 
+def next_frames():
+    # Keras' next-frame prediction example, smaller: ConvLSTM2D layers over frames, then a Conv3D.
+    frames = keras.Input((5, 8, 8, 1))
+    x = layers.ConvLSTM2D(4, (3, 3), padding="same", return_sequences=True, activation="relu")(frames)
+    x = layers.BatchNormalization()(x)
+    x = layers.ConvLSTM2D(3, (2, 2), padding="same", return_sequences=True, go_backwards=True)(x)
+    x = layers.Conv3D(1, (3, 3, 3), activation="sigmoid", padding="same")(x)
+    x = layers.ConvLSTM1D(2, 3, strides=2)(layers.Reshape((5, 64, 1))(x))
+    return keras.Model(frames, layers.Dense(3, activation="softmax")(layers.Flatten()(x)))
+
+
 def attention():
     # A transformer block: causal self-attention with a residual merge, then attention with its own
     # value size, output size and gate, RMS-normalized.
@@ -214,7 +225,7 @@ MODELS = {"seed_convnet": (seed_convnet, (28, 28, 1), 10), "resnet_block": (resn
           "nested": (nested, (8, 8, 3), 5),
           "resampling": (resampling, (9, 10, 3), 3), "decoder": (decoder, (5, 6, 4), 3),
           "sequence": (sequence, (12, 4), 3), "video": (video, (4, 8, 8, 3), 3),
-          "volume": (volume, (6, 7, 8, 2), 3),
+          "volume": (volume, (6, 7, 8, 2), 3), "next_frames": (next_frames, (5, 8, 8, 1), 3),
           "attention": (attention, (10, 6), 3), "repeated": (repeated, (6, 3), 3)}
 
 
