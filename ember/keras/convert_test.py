@@ -30,14 +30,14 @@ def test_dense_weights_are_transposed(tmp_path):
 
 def test_every_unsupported_layer_is_listed_and_lambda_refused(tmp_path):
     layers = [INPUT, _layer("Lambda", "scale_it", function="4wEAAAAAAAAA"), _layer("Dense", "dense", units=3),
-              _layer("EinsumDense", "spread"),
+              _layer("StringLookup", "spread"),
               {"module": None, "class_name": "MyBlock", "config": {"name": "block"}, "registered_name": "my>MyBlock"}]
     with pytest.raises(UnsupportedKerasLayersError) as raised:
         from_keras(_write_keras(tmp_path / "m.keras", layers, {}))
     message = str(raised.value)
     assert "3 layer(s)" in message
     assert "'scale_it' is a Lambda layer" in message and "CVE-2024-3660" in message
-    assert "'spread' (EinsumDense)" in message
+    assert "'spread' (StringLookup)" in message
     assert "'block' is a custom layer (MyBlock)" in message and "custom_layers" in message
 
 
@@ -141,12 +141,12 @@ def test_a_converted_functional_model_saved_before_functional_models_existed_sti
 
 
 def test_the_supported_layers_are_listed_once_per_error(tmp_path):
-    layers = [INPUT, _layer("GroupQueryAttention", "grid"), _layer("EinsumDense", "spread")]
+    layers = [INPUT, _layer("GroupQueryAttention", "grid"), _layer("StringLookup", "spread")]
     with pytest.raises(UnsupportedKerasLayersError) as raised:
         from_keras(_write_keras(tmp_path / "m.keras", layers, {}))
     message = str(raised.value)
     assert "'grid' (GroupQueryAttention) is not a layer ember supports" in message
-    assert "'spread' (EinsumDense) is not a layer ember supports" in message
+    assert "'spread' (StringLookup) is not a layer ember supports" in message
     assert message.count("Supported layers: ") == 1 and "Supported operations" not in message
 
 

@@ -470,6 +470,17 @@ def _build_dot(config, layout, shape, keras2=False):
     return [L.Dot(config["axes"], config.get("normalize", False), name=config["name"])], KERAS
 
 
+def _build_einsum_dense(config, layout, shape, keras2=False):
+    if config.get("lora_rank"):
+        raise UnsupportedConfig("lora_rank (a LoRA-adapted EinsumDense)")
+    return [L.EinsumDense(config["equation"], config["output_shape"], activation_name(config.get("activation"), keras2),
+                          config.get("bias_axes"), name=config["name"])], KERAS
+
+
+def _einsum_dense_weights(arrays, config, layout, shape):
+    return _with_bias({"kernel": arrays[0]}, arrays, 1)  # Keras' layout is the layer's
+
+
 def _embedding_weights(arrays, config, layout, shape):
     return {"weight": arrays[0]}
 
@@ -480,6 +491,7 @@ _RESAMPLING = ("fill_mode", "interpolation", "fill_value")
 
 KERAS_LAYERS = {
     "Dense": KerasLayer(_build_dense, _dense_weights, (KERAS, "flat")),
+    "EinsumDense": KerasLayer(_build_einsum_dense, _einsum_dense_weights),
     "Conv1D": KerasLayer(_build_conv(L.Conv1D, ("filters", "groups")), _conv_weights, _IMAGE),
     "Conv2D": KerasLayer(_build_conv(L.Conv2D, ("filters", "groups")), _conv_weights, _IMAGE),
     "Conv3D": KerasLayer(_build_conv(L.Conv3D, ("filters", "groups")), _conv_weights, _IMAGE),

@@ -7,6 +7,7 @@ from ember.define.layers.bidirectional import Bidirectional
 from ember.define.layers.conv import Conv1D, Conv2D, Conv3D
 from ember.define.layers.conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from ember.define.layers.depthwise import DepthwiseConv2D, SeparableConv2D
+from ember.define.layers.einsum_dense import EinsumDense
 from ember.define.layers.core import (ELU, Activation, Dense, Dropout, Embedding, Flatten, LayerScale, LeakyReLU,
                                       Masking, PReLU, ReLU, Reshape, Softmax)
 from ember.define.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, ScaledAdd,

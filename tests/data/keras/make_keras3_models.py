@@ -201,12 +201,14 @@ def next_frames():
 
 def attention():
     # A transformer block: causal self-attention with a residual merge, then attention with its own
-    # value size, output size and gate, RMS-normalized.
+    # value size, output size and gate, RMS-normalized, then projections written as einsums.
     steps = keras.Input((10, 6))
     x = layers.Dense(8)(steps)
     x = layers.LayerNormalization()(layers.Add()([x, layers.MultiHeadAttention(2, 4)(x, x, use_causal_mask=True)]))
     x = layers.MultiHeadAttention(3, 2, value_dim=5, output_shape=7, use_gate=True)(x, steps)
     x = layers.RMSNormalization()(x)
+    x = layers.EinsumDense("abc,cde->abde", (None, 2, 4), bias_axes="e", activation="gelu")(x)  # two heads
+    x = layers.EinsumDense("...de,de->...e", 4, bias_axes="e")(x)
     return keras.Model(steps, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(x)))
 
 
