@@ -1,4 +1,6 @@
 """export(): a small transformer, the CLI, and bad input (uncapturable forward, wrong shapes, corrupt files)."""
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -64,6 +66,16 @@ def test_masked_recurrent_model_exports_with_a_variable_sequence_length(tmp_path
             eager = model.eval()(ids).numpy()
         assert np.abs(session.run(None, {"input": ids.numpy()})[0] - eager).max() <= 1e-5
         assert np.abs(program(ids).detach().numpy() - eager).max() <= 1e-5
+
+
+def test_a_model_whose_code_fixes_the_length_exports_at_that_length(tmp_path):
+    """A Flatten before a Dense needs exactly the example's steps: the export and its signature say so."""
+    ember.seed(0)
+    model = ember.Sequential([layers.Embedding(50, 4), layers.Flatten(), layers.Dense(3)])
+    model.export(tmp_path, format="onnx", example=torch.randint(0, 50, (2, 7)))
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", 7]
+    assert json.loads((tmp_path / "signature.json").read_text())["inputs"][0]["shape"] == [-1, 7]
 
 
 class DataDependentBranch(ember.Model):

@@ -18,7 +18,7 @@ class ModelInputs:
     names: list
     tensors: list
     keyword: bool  # call forward(**inputs) rather than forward(*inputs)
-    # Set by the capture when the model's code fixes the sequence length (a Keras Input((12,)), say).
+    # Set by the capture when the model's code fixes the sequence length (a Flatten before a Dense, say).
     fixed_sequence: bool = False
     # The position of forward's *args parameter, if the tensors reach one (a functional model's
     # forward(inputs, *more)): torch.export wants those arguments' shapes as one tuple.
@@ -78,7 +78,7 @@ class ModelInputs:
     def dynamic_shapes(self):
         # The sequence's range comes from the model (a BERT's 512 positions): a fixed maximum would
         # contradict that bound and torch.export would refuse the export. AUTO, not DYNAMIC: a model
-        # whose code fixes the length (a converted Keras model) exports at that length.
+        # whose code fixes the length (a Flatten before a Dense) exports at that length.
         batch, sequence = Dim("batch", min=1, max=1 << 16), Dim.AUTO
         specs = [{d: (batch if d == 0 else sequence) for d in self.variable_dims(t)} for t in self.tensors]
         if self.keyword:
