@@ -27,6 +27,7 @@ for _name in KERAS_LAYERS:  # then Keras' long names for ember's short ones (Bat
     _cls = getattr(L, _name, None)
     if isinstance(_cls, type) and _cls not in _KERAS_NAME:
         _KERAS_NAME[_cls] = _name
+_KERAS_NAME[L.ScaledAdd] = "CustomScaleLayer"  # InceptionResNetV2's layer, by another name in ember
 
 
 def load_keras_weights(model: torch.nn.Module, path) -> torch.nn.Module:
@@ -99,8 +100,10 @@ def _keras3_groups(module, prefix, counters):
         if isinstance(child, (Sequential, Functional)):
             group = prefix + keras3_weight_path(type(child).__name__, counters)
             yield from _keras3_groups(child, group + "/", {})
-        elif isinstance(child, Layer):
+        elif isinstance(child, Layer) and (child.state_dict() or type(child) in _KERAS_NAME):
             yield child, prefix + keras3_weight_path(_keras_class(child), counters)
+        elif isinstance(child, Layer):
+            continue  # no weights and no Keras name to count: nothing of the file's is its
         else:
             yield from _keras3_groups(child, prefix, counters)
 
