@@ -14,7 +14,7 @@ _EXPORTS = {
     "from_keras": ("ember.keras", "from_keras"), "load_keras_weights": ("ember.keras", "load_keras_weights"),
     "seed": ("ember.seeding", "seed"), "Input": ("ember.define", "Input"),
 }
-_SUBPACKAGES = ("callbacks", "config", "data", "distributed", "layers", "ops")
+_SUBPACKAGES = ("callbacks", "config", "data", "distributed", "layers", "ops", "regularizers")
 __all__ = sorted([*_EXPORTS, *_SUBPACKAGES])
 
 

@@ -236,6 +236,19 @@ def test_a_frozen_base_fine_tunes_as_keras(keras_models, no_keras, extension):
     assert np.abs(_run(model, x) - np.load(keras_models / "frozen_base_after.npy")).max() <= 1e-5
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_regularizers_make_a_fine_tuning_step_keras_own(keras_models, no_keras, extension):
+    """kernel/bias/recurrent/gamma and activity regularizers (L1, L2, L1L2) join the loss as in Keras: one
+    SGD step reports Keras' loss and leaves Keras' weights."""
+    model = ember.from_keras(keras_models / f"regularized{extension}")
+    model.compile("sgd", "mse", lr=0.1, precision="fp32")
+    x, y = np.load(keras_models / "regularized_inputs.npy"), np.load(keras_models / "regularized_targets.npy")
+    loss = model.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, verbose=0).history["loss"][0]
+    assert loss == pytest.approx(float(np.load(keras_models / "regularized_loss.npy")), rel=1e-5)
+    assert np.abs(_run(model, x) - np.load(keras_models / "regularized_after.npy")).max() <= 1e-5
+
+
 @pytest.fixture(scope="session")
 def masked_keras_models(tmp_path_factory):
     return _keras_made(tmp_path_factory, "make_keras3_masked_models.py")

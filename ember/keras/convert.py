@@ -20,8 +20,8 @@ from ember.define.symbolic import Input, call_module, call_op, flatten, map_stru
 from ember.saving import ModelFileError
 from ember.keras.files import keras3_weight_path, read_keras_file
 from ember.keras.graph import build_call, build_module
-from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, convert_weights, copy_weights,
-                                is_flat)
+from ember.keras.layers import (CHANNELS_FIRST, KERAS, KERAS_LAYERS, UnsupportedConfig, apply_regularizers,
+                                convert_weights, copy_weights, is_flat)
 from ember.keras.model_config import MODEL_KINDS, ConfigReader, NodeCall, TensorRef, output_ref
 from ember.keras.operations import KERAS_OPERATIONS, is_operation, operation_call
 
@@ -319,6 +319,7 @@ class _Builder:
             shape = build_call(modules[0], shapes, list_input, self.keyword_shapes(keywords, modules[0]))
             for module in modules[1:]:
                 shape = build_module(module, shape)
+            apply_regularizers(modules[0], config)
         except UnsupportedConfig as error:
             self.problems.append(f"'{name}' ({class_name}): {error} is not supported")
             self.placeholder(out_ref, shapes[0])

@@ -19,6 +19,7 @@ from ember.define.activations import ACTIVATIONS
 from ember.define.layers.preprocessing import broadcast_statistic
 from ember.define.layers.resizing import TORCH_MODES
 from ember.define.layers.upsampling import INTERPOLATIONS
+from ember.define.regularizers import L1L2
 
 KERAS = "keras"
 CHANNELS_FIRST = "channels_first"
@@ -57,6 +58,45 @@ def activation_name(value, keras2=False):
     if name not in ACTIVATIONS:
         raise UnsupportedConfig(f"activation {value!r}")
     return name
+
+
+# Keras' regularizer arguments -> the ember parameters each may penalize: the first one the layer has.
+_PENALIZED = {"kernel_regularizer": ("weight_ih", "kernel", "input_conv.weight", "weight"),
+              "bias_regularizer": ("bias_ih", "input_conv.bias", "bias"),
+              "recurrent_regularizer": ("weight_hh", "recurrent_conv.weight"),
+              "embeddings_regularizer": ("weight",), "depthwise_regularizer": ("depthwise_weight", "weight"),
+              "pointwise_regularizer": ("weight",), "gamma_regularizer": ("weight",), "beta_regularizer": ("bias",)}
+_REGULARIZER_STRINGS = {"l1": (0.01, 0.0), "l2": (0.0, 0.01), "l1_l2": (0.01, 0.01)}
+_REGULARIZER_CLASSES = {"L1": (0.01, 0.0), "L2": (0.0, 0.01), "L1L2": (0.0, 0.0)}  # their defaults
+
+
+def keras_regularizer(value):
+    """Keras' L1, L2 or L1L2, as a string ("l2") or its serialized class, as ember's L1L2."""
+    if isinstance(value, str) and value.lower() in _REGULARIZER_STRINGS:
+        return L1L2(*_REGULARIZER_STRINGS[value.lower()])
+    if isinstance(value, dict) and value.get("class_name") in _REGULARIZER_CLASSES \
+            and isinstance(value.get("config") or {}, dict):
+        config = value.get("config") or {}
+        l1, l2 = _REGULARIZER_CLASSES[value["class_name"]]
+        return L1L2(config.get("l1", l1), config.get("l2", l2))
+    raise UnsupportedConfig(f"the regularizer {value!r:.80} (L1, L2 and L1L2 are)")
+
+
+def apply_regularizers(module, config):
+    """Keras' `*_regularizer` arguments in `config` as penalties on `module`'s parameters, and its
+    `activity_regularizer`, so that fine-tuning minimises what Keras' fit would."""
+    names = {name for name, _ in module.named_parameters()}
+    for argument, candidates in _PENALIZED.items():
+        if config.get(argument) is None:
+            continue
+        parameter = next((candidate for candidate in candidates if candidate in names), None)
+        if parameter is None or not hasattr(module, "regularize"):
+            raise UnsupportedConfig(f"{argument} on a {type(module).__name__}")
+        module.regularize(parameter, keras_regularizer(config[argument]))
+    if config.get("activity_regularizer") is not None:
+        if not hasattr(module, "activity_regularizer"):
+            raise UnsupportedConfig(f"activity_regularizer on a {type(module).__name__}")
+        module.activity_regularizer = keras_regularizer(config["activity_regularizer"])
 
 
 def _image_format(config, layout):

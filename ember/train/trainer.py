@@ -30,6 +30,7 @@ from ember.train.epoch_steps import StepsPerEpoch, length_or_none
 from ember.train.diagnose import check_targets, explain_forward_error, explain_loss_error
 from ember.train.fast_paths import CpuTrainingFastPaths
 from ember.train.host_memory import keep_freed_memory
+from ember.train.regularization import penalty, regularized_layers
 from ember.train.jit import CompiledForward
 from ember.train.schedules import build_schedule
 from ember.train.state import TrainState
@@ -45,6 +46,7 @@ class Trainer:
         # fit() replaces these with its strategy's for its duration; evaluate() runs in this process alone.
         self.strategy, self.forward_model, self.fast_paths = SingleProcess(), model, contextlib.nullcontext()
         self.targets_checked = False
+        self.regularized = []  # the layers whose regularizers add to the loss, found on each fit's first batch
         self.in_training_layout = False  # see _training_layout
         # What callbacks ask fit() to undo however it ends, by return or exception (BackupAndRestore's
         # signal handlers); fit() gives each call its own.
@@ -211,6 +213,12 @@ class Trainer:
                 self.state.read_outputs(outputs)
             check_targets(outputs, targets, self.recipe, self.state.train_data if self.model.training else None)
             self.targets_checked = True
+            self.regularized = regularized_layers(self.model)
+        outputs, loss, per_output = self._compiled_loss(raw, outputs, targets, sample_weight)
+        extra = penalty(self.regularized) if self.regularized else None
+        return outputs, loss if extra is None else loss + extra, per_output
+
+    def _compiled_loss(self, raw, outputs, targets, sample_weight):
         if self.recipe.loss is None:
             loss = getattr(raw, "loss", None)
             if loss is None or sample_weight is not None:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ember.config import normalize_data_format
+from ember.define import regularizers
 from ember.define.config_record import record_init_arguments
 from ember.define.modes import call_in_mode
 from ember.define.symbolic import call_module, holds_symbolic
@@ -36,6 +37,21 @@ class Layer(nn.Module):
         self.built = False
         self.output_shape = None
         self._trainable = True
+        self.weight_regularizers = {}  # parameter name -> regularizers.L1L2, see regularize()
+        self.activity_regularizer = None
+        self._activity_penalties = []
+
+    # --- regularization ---------------------------------------------------------
+    def regularize(self, parameter: str, regularizer) -> "Layer":
+        """Add `regularizer`'s penalty of the parameter named `parameter` ("weight", "bias", a
+        sub-module's "input_conv.weight") to the training loss, as Keras' kernel_regularizer does."""
+        self.weight_regularizers[parameter] = regularizers.get(regularizer)
+        return self
+
+    def take_activity_penalties(self) -> list:
+        """The activity penalties of this layer's calls since the last take."""
+        taken, self._activity_penalties = self._activity_penalties, []
+        return taken
 
     # --- freezing ---------------------------------------------------------------
     @property
@@ -85,7 +101,12 @@ class Layer(nn.Module):
             self.build_for(self.call_input_shape(x, *args, **kwargs))
         elif not self.built and isinstance(x, torch.Tensor):
             self.build_for(tuple(x.shape[1:]))
-        return super().__call__(x, *args, **kwargs)
+        outputs = super().__call__(x, *args, **kwargs)
+        if self.activity_regularizer is not None and self.training and torch.is_grad_enabled():  # a training step's
+            for output in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+                # Keras 3 divides by the batch size, so the strength does not depend on it
+                self._activity_penalties.append(self.activity_regularizer(output) / max(output.shape[0], 1))
+        return outputs
 
     def compute_mask(self, inputs, mask):
         """The mask of this layer's output for `inputs` with `mask` (None: no mask); see masking.py."""
@@ -106,6 +127,10 @@ class Layer(nn.Module):
             config["input_shape"] = list(self.input_shape)
         if not self.trainable:
             config["trainable"] = False
+        if self.weight_regularizers:
+            config["regularizers"] = {name: r.get_config() for name, r in self.weight_regularizers.items()}
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = self.activity_regularizer.get_config()
         return config
 
     @classmethod
@@ -113,8 +138,13 @@ class Layer(nn.Module):
         """The layer `get_config()` describes."""
         config = dict(config)
         trainable = config.pop("trainable", True)
+        weight_regularizers = config.pop("regularizers", None) or {}
+        activity_regularizer = regularizers.get(config.pop("activity_regularizer", None))
         layer = cls(**config)
         layer.trainable = trainable
+        for name, regularizer in weight_regularizers.items():
+            layer.regularize(name, regularizer)
+        layer.activity_regularizer = activity_regularizer
         return layer
 
     def extra_repr(self) -> str:

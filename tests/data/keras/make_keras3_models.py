@@ -255,6 +255,7 @@ def main(out):
         np.save(out / f"{name}_predictions.npy", model.predict(x[:8], verbose=0))
     batch_norm_step(out, rng)
     frozen_base_step(out, rng)
+    regularized_step(out, rng)
 
 
 def batch_norm_step(out, rng):
@@ -292,6 +293,32 @@ def frozen_base_step(out, rng):
     model.save(out / "frozen_base.h5")
     x = _one_sgd_step(model, out / "frozen_base", rng, (8, 8, 8, 3), 2, learning_rate=0.1)
     np.save(out / "frozen_base_after.npy", model.predict(x, verbose=0))
+
+
+def regularized_step(out, rng):
+    """Weight and activity regularizers (L1, L2, L1L2, by class and by string), saved as regularized.keras /
+    .h5 before one SGD step (learning rate 0.1); regularized_after.npy holds Keras' predict after it and
+    regularized_loss.npy the loss train_on_batch reported (the penalties included)."""
+    images = keras.Input((6, 6, 3))
+    x = layers.Conv2D(4, 3, kernel_regularizer=keras.regularizers.L2(0.01), bias_regularizer="l1",
+                      activity_regularizer=keras.regularizers.L1(0.001))(images)
+    x = layers.BatchNormalization(gamma_regularizer=keras.regularizers.L1L2(0.001, 0.002))(x)
+    # No bias: Keras' LSTM has one, ember's torch layout two, which fine-tuning moves twice as far (noted).
+    x = layers.LSTM(3, use_bias=False, kernel_regularizer="l2",
+                    recurrent_regularizer=keras.regularizers.L1(0.01))(layers.Reshape((16, 4))(x))
+    model = keras.Model(images, layers.Dense(2, kernel_regularizer=keras.regularizers.L1L2(0.001, 0.001),
+                                             activity_regularizer=keras.regularizers.L2(0.003))(x))
+    for variable in model.weights:
+        variable.assign(rng.normal(0, 0.5, variable.shape).astype("float32") + ("variance" in variable.path))
+    model.save(out / "regularized.keras")
+    model.save(out / "regularized.h5")
+    x, y = rng.standard_normal((8, 6, 6, 3)).astype("float32"), rng.standard_normal((8, 2)).astype("float32")
+    model.compile(keras.optimizers.SGD(learning_rate=0.1), "mse")
+    loss = model.train_on_batch(x, y)
+    np.save(out / "regularized_inputs.npy", x)
+    np.save(out / "regularized_targets.npy", y)
+    np.save(out / "regularized_loss.npy", np.float32(loss))
+    np.save(out / "regularized_after.npy", model.predict(x, verbose=0))
 
 
 def _one_sgd_step(model, prefix, rng, shape, outputs, learning_rate):
