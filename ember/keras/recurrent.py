@@ -72,8 +72,7 @@ def _lstm_weights(arrays, config, layout, shape):
     # Keras' gates i, f, c, o are torch's i, f, g, o: same order, transposed matrices.
     out = {"weight_ih": arrays[0].T, "weight_hh": arrays[1].T}
     if len(arrays) > 2:
-        out["bias_ih"] = arrays[2]
-        out["bias_hh"] = np.zeros_like(arrays[2])
+        out["bias_ih"] = arrays[2]  # one bias, as ember's LSTM has
     return out
 
 

@@ -1,7 +1,8 @@
 """SimpleRNN, LSTM and GRU over (batch, steps, features) inputs, with Keras' arguments and masks.
 
 Parameters use torch's names and gate order (`weight_ih`, `weight_hh`, `bias_ih`,
-`bias_hh`; LSTM gates i, f, g, o; GRU gates r, z, n). With the default activations and no
+`bias_hh`; LSTM gates i, f, g, o; GRU gates r, z, n), with Keras' biases: SimpleRNN and LSTM have
+one (`bias_ih`), GRU with `reset_after` two. With the default activations and no
 recurrent dropout, LSTM and GRU run torch's fused kernels (`torch.lstm` / `torch.gru`), under a
 mask too (each row's real steps moved to the front); anything else (other
 activations, GRU's `reset_after=False`, Keras 2's old default that applies the reset gate before
@@ -180,12 +181,26 @@ class SimpleRNN(_Recurrent):
 
 
 class LSTM(_Recurrent):
+    """Keras' LSTM: one bias (`bias_ih`), as Keras has; torch's second (recurrent) bias would be a copy
+    that training moves as far again, so the fused kernel is given zeros for it."""
+
     gates = 4
+    has_recurrent_bias = False
 
     def run_fused(self, x, state):
-        output, h, c = torch.lstm(x, (state[0][None], state[1][None]), self._params(), self.use_bias, 1, 0.0,
+        params = self._params()
+        if self.use_bias:
+            params.append(torch.zeros_like(self.bias_ih))
+        output, h, c = torch.lstm(x, (state[0][None], state[1][None]), params, self.use_bias, 1, 0.0,
                                   self.training, False, True)
         return output, (h[0], c[0])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Files saved when ember's LSTM had torch's two biases: their sum is the one bias.
+        recurrent_bias = state_dict.pop(prefix + "bias_hh", None)
+        if recurrent_bias is not None and prefix + "bias_ih" in state_dict:
+            state_dict[prefix + "bias_ih"] = state_dict[prefix + "bias_ih"] + recurrent_bias
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     gate_axis = -1  # the axis the four gates are stacked on
 

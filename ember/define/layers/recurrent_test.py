@@ -163,3 +163,18 @@ def test_a_functional_encoder_decoder_passes_states_trains_saves_and_loads(tmp_p
         model.save(tmp_path / "model.ember")
         assert torch.equal(ember.load(tmp_path / "model.ember")(inputs), eager)
     assert not torch.allclose(eager, changed_source)  # the decoder starts from the encoder's states
+
+
+def test_an_lstm_has_keras_one_bias_and_reads_files_with_torch_two():
+    """Two biases would be one bias trained twice as fast; a file saved with both loads as their sum."""
+    torch.manual_seed(0)
+    lstm = L.LSTM(3, input_shape=(5, 2))
+    assert [name for name, _ in lstm.named_parameters()] == ["weight_ih", "weight_hh", "bias_ih"]
+    x = torch.randn(4, 5, 2)
+    old = {**lstm.state_dict(), "bias_hh": torch.full((12,), 0.25)}
+    reference = torch.nn.LSTM(2, 3, batch_first=True)
+    reference.load_state_dict({"weight_ih_l0": old["weight_ih"], "weight_hh_l0": old["weight_hh"],
+                               "bias_ih_l0": old["bias_ih"], "bias_hh_l0": old["bias_hh"]})
+    lstm.load_state_dict(old)
+    with torch.no_grad():
+        assert torch.allclose(lstm(x), reference(x)[0][:, -1], atol=1e-6)

@@ -303,8 +303,7 @@ def regularized_step(out, rng):
     x = layers.Conv2D(4, 3, kernel_regularizer=keras.regularizers.L2(0.01), bias_regularizer="l1",
                       activity_regularizer=keras.regularizers.L1(0.001))(images)
     x = layers.BatchNormalization(gamma_regularizer=keras.regularizers.L1L2(0.001, 0.002))(x)
-    # No bias: Keras' LSTM has one, ember's torch layout two, which fine-tuning moves twice as far (noted).
-    x = layers.LSTM(3, use_bias=False, kernel_regularizer="l2",
+    x = layers.LSTM(3, bias_regularizer="l2", kernel_regularizer="l2",
                     recurrent_regularizer=keras.regularizers.L1(0.01))(layers.Reshape((16, 4))(x))
     model = keras.Model(images, layers.Dense(2, kernel_regularizer=keras.regularizers.L1L2(0.001, 0.001),
                                              activity_regularizer=keras.regularizers.L2(0.003))(x))
