@@ -75,14 +75,14 @@ def einsum_shapes(equation, bias_axes, input_shape, output_shape):
 class EinsumDense(Layer):
     def __init__(self, equation, output_shape, activation=None, bias_axes=None, *, input_shape=None, name=None):
         super().__init__(input_shape=input_shape, name=name)
-        parse_equation(equation)
+        self.specs = parse_equation(equation)  # (input, kernel, output, form): parsed once, read by every call
         self.equation, self.partial_output_shape, self.bias_axes = equation, output_shape, bias_axes
         self.activation = activations.get(activation)
 
     def build(self, input_shape):
         kernel, bias, output = einsum_shapes(self.equation, self.bias_axes, (None,) + tuple(input_shape),
                                              self.partial_output_shape)
-        input_spec, kernel_spec, _, _ = parse_equation(self.equation)
+        input_spec, kernel_spec, _, _ = self.specs
         # Glorot uniform over the kernel's input axes (summed over) and output axes, as Keras initializes it.
         fan_in = math.prod(size for letter, size in zip(kernel_spec, kernel) if letter in input_spec)
         fan_out = math.prod(kernel) // fan_in
@@ -94,7 +94,7 @@ class EinsumDense(Layer):
         return einsum_shapes(self.equation, self.bias_axes, (None,) + tuple(input_shape), self.partial_output_shape)[2][1:]
 
     def forward(self, x):
-        input_spec, kernel_spec, _, form = parse_equation(self.equation)
+        input_spec, kernel_spec, _, form = self.specs
         first = x.dim() - len(input_spec) if form == "left" else 0  # where the equation's input letters start
         sizes = {letter: x.shape[first + i] for i, letter in enumerate(input_spec) if first + i < x.dim()}
         kernel_sizes = dict(zip(kernel_spec, self.kernel.shape))
